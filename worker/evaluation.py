@@ -1,0 +1,244 @@
+"""evaluate(checkin, context) -> Evaluation: the one place the grading modules are combined.
+
+Pure module: no I/O. The contract is ../shared/spec/evaluate.md; the rules are
+../shared/spec/clinical.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from worker.advice import advise
+from worker.checkin import CheckIn, vitals_of
+from worker.domain import EMERGENCY_FLAGS, PatientContext, Urgency
+from worker.grading import news2 as n2
+from worker.grading import therapy as th
+from worker.grading.crs import CrsResult, grade_crs
+from worker.grading.icans import IcansResult, grade_icans
+from worker.grading.red_flags import red_flags
+from worker.grading.vitals import band_for
+
+_NO_CONTEXT = PatientContext()
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """What a check-in means. Grades are provisional decision support, never a diagnosis."""
+
+    checkin_id: str
+    patient_id: str
+    recorded_at: dt.datetime
+    crs_grade: int
+    crs_grade_is_minimum: bool
+    crs_missing: tuple[str, ...]
+    icans_grade: int | None
+    icans_floor: int
+    red_flags: tuple[str, ...]
+    news2: int | None
+    urgency: Urgency
+    reasons: tuple[str, ...]
+    advice: str
+    age_years: float | None
+    age_band: str | None
+    therapy_tier: str
+    therapy_class: str
+    day_since_therapy: int | None
+    in_risk_window: bool | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object of evaluate.md (plus the therapy/age context fields)."""
+        return {
+            "checkin_id": self.checkin_id,
+            "patient_id": self.patient_id,
+            "valid": True,
+            "recorded_at": self.recorded_at.isoformat(),
+            "crs_grade": self.crs_grade,
+            "crs_grade_is_minimum": self.crs_grade_is_minimum,
+            "crs_missing": list(self.crs_missing),
+            "icans_grade": self.icans_grade,
+            "icans_floor": self.icans_floor,
+            "red_flags": list(self.red_flags),
+            "news2": self.news2,
+            "urgency": self.urgency.value,
+            "reasons": list(self.reasons),
+            "advice": self.advice,
+            "age_years": self.age_years,
+            "age_band": self.age_band,
+            "therapy_tier": self.therapy_tier,
+            "therapy_class": self.therapy_class,
+            "day_since_therapy": self.day_since_therapy,
+            "in_risk_window": self.in_risk_window,
+        }
+
+
+def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluation:
+    """Grade one check-in. The enrollment context fills age/therapy/start only where the check-in is silent."""
+    ctx = context or _NO_CONTEXT
+    age = checkin.age_years if checkin.age_years is not None else ctx.age_years
+    therapy = th.lookup(checkin.therapy or ctx.therapy)
+    start = checkin.therapy_start or ctx.therapy_start
+    day = th.day_since(start, checkin.recorded_at)
+    window = th.in_window(therapy, day)
+
+    band = band_for(age)
+    sbp_limit = band.hypotension_limit(age)
+    crs = grade_crs(checkin, band, age)
+    icans = grade_icans(checkin, age)
+    news = _news2(checkin, age)
+    flags = red_flags(checkin, band, age, sbp_limit, news.score if news else None)
+    codes = tuple(sorted(flags))
+    reported_fever_unmeasured = _reported_fever_unmeasured(checkin)
+
+    reasons = [*crs.reasons, *icans.reasons, *(flags[c] for c in codes)]
+    if news is not None and news.single_parameter_3 and news.score < n2.URGENT_AGGREGATE:
+        reasons.append(f"NEWS2 {news.score} with a single parameter scoring 3: urgent ward-based review (RCP 2017).")
+    if reported_fever_unmeasured:
+        reasons.append("Fever reported without a measured temperature: any fever after immune effector therapy needs a reading now.")
+    if age is None:
+        reasons.append("Age unknown: adult (>= 16 y) thresholds and NEWS2 were applied; record the age (children have lower limits).")
+    if therapy is th.UNKNOWN and (checkin.therapy or ctx.therapy):
+        reasons.append("Therapy not in the catalogue (clinical.md 4.7): risk tier unknown.")
+    if window and codes:
+        reasons.append(
+            f"Day {day} after {therapy.generic}, inside the at-risk window: every red flag means immediate contact."
+        )
+
+    urgency = _urgency(codes, crs, icans, checkin, news, reported_fever_unmeasured)
+    return Evaluation(
+        checkin_id=checkin.checkin_id,
+        patient_id=checkin.patient_id,
+        recorded_at=checkin.recorded_at,
+        crs_grade=crs.grade,
+        crs_grade_is_minimum=crs.is_minimum,
+        crs_missing=crs.missing,
+        icans_grade=icans.grade,
+        icans_floor=icans.floor,
+        red_flags=codes,
+        news2=news.score if news else None,
+        urgency=urgency,
+        reasons=tuple(reasons),
+        advice=advise(crs, icans, reported_fever_unmeasured),
+        age_years=age,
+        age_band=band.name if age is not None else None,
+        therapy_tier=therapy.tier,
+        therapy_class=therapy.therapy_class,
+        day_since_therapy=day,
+        in_risk_window=window,
+    )
+
+
+def _reported_fever_unmeasured(checkin: CheckIn) -> bool:
+    return bool(checkin.symptoms) and "fever" in checkin.symptoms and vitals_of(checkin).temperature_c is None
+
+
+def _news2(checkin: CheckIn, age: float | None) -> n2.News2 | None:
+    """NEWS2 for age >= 16 (or unknown age, see the reasons) when every parameter is present."""
+    if age is not None and age < n2.NEWS2_MIN_AGE:
+        return None
+    v = vitals_of(checkin)
+    neuro = checkin.neuro
+    if neuro is None or neuro.consciousness is None:
+        return None
+    rr, spo2, sbp, hr, temp = v.respiratory_rate, v.spo2_percent, v.systolic_bp, v.heart_rate_bpm, v.temperature_c
+    if rr is None or spo2 is None or sbp is None or hr is None or temp is None:
+        return None
+    confused = bool(checkin.symptoms) and "confusion" in checkin.symptoms
+    return n2.news2(
+        respiratory_rate=rr,
+        spo2=spo2,
+        on_oxygen=checkin.oxygen is not None and checkin.oxygen.device != "room_air",
+        systolic_bp=sbp,
+        heart_rate=hr,
+        alert=neuro.consciousness == "awake" and not confused,
+        temperature_c=temp,
+    )
+
+
+def _urgency(
+    codes: tuple[str, ...],
+    crs: CrsResult,
+    icans: IcansResult,
+    checkin: CheckIn,
+    news: n2.News2 | None,
+    reported_fever_unmeasured: bool,
+) -> Urgency:
+    """evaluate.md "Urgency".
+
+    - emergency: an EMERGENCY-tier red flag, CRS grade >= 3, or ICANS >= 3 (a proven floor of 3
+      counts: an ungradable ICANS that is at least 3 is an emergency).
+    - urgent: an URGENT-tier red flag, CRS grade >= 1, a reported fever without a reading, a CRS
+      minimum of 2 or more, ICANS 1-2 (or a floor of 1-2), or a NEWS2 single parameter scoring 3.
+    - routine: only non-red-flag symptoms reported.
+    - none otherwise.
+    """
+    if crs.grade >= 3 or icans.floor >= 3 or not EMERGENCY_FLAGS.isdisjoint(codes):
+        return Urgency.EMERGENCY
+    if codes or crs.grade >= 1 or icans.floor >= 1 or reported_fever_unmeasured or (news and news.single_parameter_3):
+        return Urgency.URGENT
+    if checkin.symptoms:
+        return Urgency.ROUTINE
+    return Urgency.NONE
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """How a patient's state moved between two evaluations (input to alerting, issue 4)."""
+
+    kinds: tuple[str, ...]  # subset of: first, crs_worse, icans_worse, new_red_flags, urgency_worse
+    previous_crs_grade: int | None
+    crs_grade: int
+    previous_icans_level: int | None
+    icans_level: int
+    new_red_flags: tuple[str, ...]
+    previous_urgency: str | None
+    urgency: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "kinds": list(self.kinds),
+            "previous_crs_grade": self.previous_crs_grade,
+            "crs_grade": self.crs_grade,
+            "previous_icans_level": self.previous_icans_level,
+            "icans_level": self.icans_level,
+            "new_red_flags": list(self.new_red_flags),
+            "previous_urgency": self.previous_urgency,
+            "urgency": self.urgency,
+        }
+
+
+def _icans_level(e: Any) -> int:
+    """ICANS grade, or its proven floor when the grade is null."""
+    return e.icans_grade if e.icans_grade is not None else e.icans_floor
+
+
+def compare(previous: Any | None, current: Evaluation) -> Transition | None:
+    """What got worse since ``previous`` (anything with crs_grade, icans_grade, icans_floor,
+    red_flags, urgency); None when nothing did. The first evaluation of a patient is "first".
+
+    - crs_worse: the CRS grade rose; icans_worse: the ICANS grade (or floor) rose;
+    - new_red_flags: a flag not present before; urgency_worse: the urgency rank rose.
+    An improvement is never a transition.
+    """
+    level = _icans_level(current)
+    urgency = Urgency(current.urgency)
+    if previous is None:
+        return Transition(("first",), None, current.crs_grade, None, level, current.red_flags, None, urgency.value)
+    kinds = []
+    if current.crs_grade > previous.crs_grade:
+        kinds.append("crs_worse")
+    prev_level = _icans_level(previous)
+    if level > prev_level:
+        kinds.append("icans_worse")
+    new_flags = tuple(sorted(set(current.red_flags) - set(previous.red_flags)))
+    if new_flags:
+        kinds.append("new_red_flags")
+    prev_urgency = Urgency(previous.urgency)
+    if urgency.rank > prev_urgency.rank:
+        kinds.append("urgency_worse")
+    if not kinds:
+        return None
+    return Transition(
+        tuple(kinds), previous.crs_grade, current.crs_grade, prev_level, level, new_flags, prev_urgency.value, urgency.value
+    )

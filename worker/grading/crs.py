@@ -1,0 +1,187 @@
+"""ASTCT 2019 CRS grade (Lee et al., Biol Blood Marrow Transplant 2019;25:625-638), clinical.md 1.
+
+Rules (clinical.md 1.3-1.5):
+- Fever = measured temperature >= 38.0 C (38.0 is fever, 37.9 is not). A reported fever without a
+  reading cannot establish grade 1.
+- Grade = max(1 if febrile, hypotension component, hypoxia component).
+- No fever, no masking, no premedication: not CRS (grade 0), whatever the BP or oxygen need; the
+  red flags still fire.
+- `fever_masked_by` (tocilizumab, corticosteroids or an antipyretic given after CRS onset): fever
+  is not required; the components decide.
+- `premedication` (given before any CRS) is not masking, but may mask fever: without a fever the
+  grade is 0 with is_minimum (CRS neither asserted nor excluded).
+- Temperature unknown and no masking: grade 0 with is_minimum.
+- Hypotension component: none 0; hypotension not requiring vasopressors 2 (fluid-responsive: exact;
+  refractory to fluids or response unknown: at least 2); one vasopressor with or without vasopressin,
+  or vasopressin alone, 3; two or more non-vasopressin vasopressors 4 (vasopressin never counts
+  toward "multiple").
+- Hypoxia component by device: room air 0; nasal cannula <= 6 L/min and blow-by 2 (low-flow);
+  nasal cannula > 6 L/min, high-flow nasal cannula, facemask, non-rebreather, Venturi 3;
+  CPAP, BiPAP, mechanical ventilation 4. Nasal cannula without a flow: at least 2. Room air with
+  SpO2 <= 91 %: at least 2. No device and no SpO2: unknown.
+- is_minimum: some component is open (unknown or "at least") and the grade is below 4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.checkin import CheckIn, vitals_of
+from worker.grading import news2 as n2
+from worker.grading.vitals import AgeBand
+
+FEVER_C = 38.0
+LOW_FLOW_MAX_L_MIN = 6.0  # ASTCT: low-flow nasal cannula is <= 6 L/min; > 6 L/min is high-flow
+HYPOXAEMIA_BELOW = n2.SPO2_SCALE1.low[-1][0]  # SpO2 < 92, i.e. <= 91 % (NEWS2 scale-1 red band)
+
+# Device -> (component grade, sentence). Nasal cannula depends on flow and is handled apart.
+DEVICE_GRADES: dict[str, tuple[int, str]] = {
+    "room_air": (0, "On room air: no oxygen requirement."),
+    "blow_by": (2, "Blow-by oxygen is low-flow oxygen: CRS grade 2 (ASTCT 2019)."),
+    "high_flow_nasal_cannula": (3, "High-flow nasal cannula: CRS grade 3 (ASTCT 2019)."),
+    "facemask": (3, "Oxygen by facemask: CRS grade 3 (ASTCT 2019)."),
+    "nonrebreather": (3, "Oxygen by non-rebreather mask: CRS grade 3 (ASTCT 2019)."),
+    "venturi": (3, "Oxygen by Venturi mask: CRS grade 3 (ASTCT 2019)."),
+    "cpap": (4, "CPAP is positive-pressure support: CRS grade 4 (ASTCT 2019)."),
+    "bipap": (4, "BiPAP is positive-pressure support: CRS grade 4 (ASTCT 2019)."),
+    "mechanical_ventilation": (4, "Mechanical ventilation is positive-pressure support: CRS grade 4 (ASTCT 2019)."),
+}
+MASKING_NAMES = {"tocilizumab": "tocilizumab", "corticosteroids": "corticosteroids", "antipyretic": "an antipyretic"}
+
+
+@dataclass(slots=True)
+class Component:
+    """One CRS component: the grade the data prove, and whether it could be higher."""
+
+    grade: int
+    open: bool  # unknown or "at least"
+    missing: tuple[str, ...]
+    reason: str | None
+
+
+@dataclass(slots=True)
+class CrsResult:
+    grade: int
+    is_minimum: bool
+    missing: tuple[str, ...]
+    reasons: tuple[str, ...]
+    febrile: bool | None  # None: temperature unknown
+    masked: bool
+    hypotension: Component
+    hypoxia: Component
+
+
+def hypotension_component(checkin: CheckIn, sbp_limit: float, band: AgeBand) -> Component:
+    v = vitals_of(checkin)
+    pressors = checkin.vasopressors
+    count = (pressors.count_excluding_vasopressin or 0) if pressors else 0
+    vasopressin = bool(pressors and pressors.vasopressin)
+    if count >= 2:
+        text = f"{count} vasopressors (excluding vasopressin): CRS grade 4 (ASTCT 2019)."
+        return Component(4, False, (), text)
+    if count == 1:
+        extra = " plus vasopressin (not counted toward multiple)" if vasopressin else ""
+        return Component(3, False, (), f"One vasopressor{extra}: CRS grade 3 (ASTCT 2019).")
+    if vasopressin:
+        return Component(3, False, (), "Vasopressin alone is a vasopressor: CRS grade 3 (ASTCT 2019).")
+    fluid = checkin.fluid_responsive_hypotension
+    if fluid is True:
+        return Component(2, False, (), "Hypotension that responded to fluids, no vasopressor: CRS grade 2 (ASTCT 2019).")
+    if fluid is False:
+        return Component(
+            2, True, ("vasopressors",),
+            "Hypotension refractory to fluids without a vasopressor yet: CRS at least grade 2 (a vasopressor may be needed).",
+        )  # fmt: skip
+    sbp = v.systolic_bp
+    if sbp is None:
+        return Component(0, True, ("vitals.systolic_bp",), "Blood pressure not recorded: the hypotension component is unknown.")
+    if sbp < sbp_limit:
+        return Component(
+            2, True, ("fluid_responsive_hypotension",),
+            f"Systolic BP {sbp:g} mmHg is hypotension for {band.label} (below {sbp_limit:g}) with no "
+            "treatment recorded: CRS at least grade 2 (vasopressor need unknown).",
+        )  # fmt: skip
+    return Component(0, False, (), None)
+
+
+def hypoxia_component(checkin: CheckIn) -> Component:
+    oxygen = checkin.oxygen
+    spo2 = vitals_of(checkin).spo2_percent
+    device = oxygen.device if oxygen else None
+    if device == "nasal_cannula":
+        flow = oxygen.flow_l_min
+        if flow is None:
+            return Component(
+                2, True, ("oxygen.flow_l_min",),
+                "Nasal cannula without a recorded flow: CRS at least grade 2 (above 6 L/min would be grade 3).",
+            )  # fmt: skip
+        if flow <= LOW_FLOW_MAX_L_MIN:
+            return Component(2, False, (), f"Nasal cannula at {flow:g} L/min is low-flow (<= 6 L/min): CRS grade 2 (ASTCT 2019).")
+        return Component(3, False, (), f"Nasal cannula at {flow:g} L/min is high-flow (> 6 L/min): CRS grade 3 (ASTCT 2019).")
+    if device is not None and device != "room_air":
+        grade, text = DEVICE_GRADES[device]
+        return Component(grade, False, (), text)
+    # Room air, recorded or implied (oxygen omitted = room air).
+    if spo2 is None:
+        return Component(0, True, ("vitals.spo2_percent",), "SpO2 not recorded and no oxygen device: the hypoxia component is unknown.")
+    if spo2 < HYPOXAEMIA_BELOW:
+        return Component(
+            2, True, ("oxygen",),
+            f"SpO2 {spo2:g} % on room air (<= 91 %) with no oxygen given yet: CRS at least grade 2 "
+            "(the oxygen device needed is unknown).",
+        )  # fmt: skip
+    return Component(0, False, (), None)
+
+
+def grade_crs(checkin: CheckIn, band: AgeBand, age_years: float | None) -> CrsResult:
+    """ASTCT 2019 CRS grade with the missing-data rules of clinical.md 1.5."""
+    temp = vitals_of(checkin).temperature_c
+    hypo = hypotension_component(checkin, band.hypotension_limit(age_years), band)
+    oxy = hypoxia_component(checkin)
+    masked = checkin.fever_masked_by is not None
+    febrile = None if temp is None else temp >= FEVER_C
+    reasons: list[str] = []
+
+    if masked:
+        what = MASKING_NAMES[checkin.fever_masked_by]
+        reasons.append(
+            f"Fever may be masked by {what} given after CRS onset: fever is not required and hypotension "
+            "and hypoxia decide the grade (ASTCT 2019)."
+        )
+    elif febrile is None:
+        reasons.append("No measured temperature: CRS can be neither asserted nor excluded (at least grade 0).")
+    elif not febrile:
+        if checkin.premedication:
+            meds = " and ".join(checkin.premedication)
+            reasons.append(
+                f"Temperature {temp} C is below 38.0 C, but premedication ({meds}) in the last 24 h may mask "
+                "fever: CRS neither asserted nor excluded; if this is CRS, hypotension or hypoxia would make it "
+                "grade 2 or more."
+            )
+        else:
+            reasons.append(f"Temperature {temp} C is below the ASTCT fever criterion (38.0 C): not CRS by ASTCT 2019.")
+    if febrile:
+        reasons.append(f"Temperature {temp} C meets the ASTCT fever criterion (>= 38.0 C): CRS grade 1 or more.")
+
+    if masked or febrile:
+        grade = max(1 if febrile else 0, hypo.grade, oxy.grade)
+        components = (hypo, oxy)
+        reasons.extend(c.reason for c in components if c.reason)
+        open_ = [c for c in components if c.open]
+        is_minimum = grade < 4 and bool(open_)
+        missing = tuple(m for c in open_ for m in c.missing) if is_minimum else ()
+        if masked and grade == 0 and not is_minimum:
+            # clinical.md 8.3: resolved CRS or ongoing grade 1 is the clinician's call.
+            is_minimum = True
+            reasons.append(
+                "CRS under treatment with no current hypotension or hypoxia: the grade is left to the clinician."
+            )
+    else:
+        grade = 0
+        is_minimum = febrile is None or bool(checkin.premedication)
+        missing = ("vitals.temperature_c",) if febrile is None else ()
+        if is_minimum:
+            missing += tuple(m for c in (hypo, oxy) if c.open for m in c.missing)
+            if (would_be := max(hypo.grade, oxy.grade)) > 0:
+                reasons.append(f"If this is CRS, the hypotension/hypoxia findings would make it grade {would_be} or more.")
+    return CrsResult(grade, is_minimum, missing, tuple(reasons), febrile, masked, hypo, oxy)
