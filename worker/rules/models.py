@@ -1,0 +1,214 @@
+"""The admin rules file as pydantic models: receivers, escalation policies, the route tree,
+inhibition, silences, quiet hours and missed check-ins.
+
+Rules enforced at load time (a file breaking any of them is refused whole):
+- unknown keys are errors everywhere; durations are strings like "90s", "5m", "1h30m";
+- every receiver a policy or route names exists; every policy a route names exists;
+- the root route is the mandatory catch-all: no matchers, a policy, and it pages;
+- every policy has a failsafe receiver; a step waits at least 1 minute for an acknowledgement and
+  its repeats fit inside that wait;
+- a silence needs a reason, an author and an end after its start, and can mute at most urgent
+  traffic, never an emergency; quiet hours only ever defer routine traffic.
+Pure module: no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from worker.rules.matchers import Matcher, MatcherError
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+MIN_ACK_WITHIN = dt.timedelta(minutes=1)
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    if isinstance(value, str) and value and (m := _DURATION.match(value.strip())):
+        d, h, mi, s = (int(x or 0) for x in m.groups())
+        td = dt.timedelta(days=d, hours=h, minutes=mi, seconds=s)
+        if td > dt.timedelta(0):
+            return td
+    raise ValueError(f"{value!r} is not a duration like '90s', '5m', '1h30m' (and it must be more than zero)")
+
+
+def _matcher(value: Any) -> Matcher:
+    try:
+        return Matcher.parse(value)
+    except MatcherError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _clock(value: Any) -> dt.time:
+    if isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+        return dt.time.fromisoformat(value)
+    raise ValueError(f"{value!r} is not a time of day HH:MM (24 h)")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    if value.tzinfo is None:
+        raise ValueError("needs a UTC offset, e.g. 2026-11-25T08:00:00Z")
+    return value
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
+MatcherT = Annotated[Matcher, BeforeValidator(_matcher)]
+Clock = Annotated[dt.time, BeforeValidator(_clock)]
+Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+AwareDatetime = Annotated[dt.datetime, AfterValidator(_aware)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True, populate_by_name=True)
+
+
+class Contact(_Strict):
+    channel: Name  # a channel name from the channels configuration (issue 5)
+    to: str = ""  # address on that channel; empty for channels with a fixed target (webhooks)
+
+
+class Receiver(_Strict):
+    description: str = ""
+    contacts: list[Contact] = Field(min_length=1)
+
+
+class Step(_Strict):
+    notify: list[Name] = Field(min_length=1)
+    ack_within: Duration
+    repeat_every: Duration | None = None
+    repeats: int = Field(0, ge=0, le=10)
+
+    @model_validator(mode="after")
+    def _timing(self) -> Step:
+        if self.ack_within < MIN_ACK_WITHIN:
+            raise ValueError("ack_within must be at least 1m: nobody can acknowledge faster")
+        if self.repeats and self.repeat_every is None:
+            raise ValueError("repeats needs repeat_every")
+        if self.repeats and self.repeat_every * self.repeats >= self.ack_within:
+            raise ValueError(
+                f"{self.repeats} repeats every {self.repeat_every} do not fit before ack_within {self.ack_within}; "
+                "the step would escalate first"
+            )
+        return self
+
+
+class Policy(_Strict):
+    steps: list[Step] = Field(min_length=1)
+    ack_timeout: Duration = dt.timedelta(minutes=30)  # acknowledged but unresolved: page again after this
+    failsafe: Name  # paged when every step ran out unacknowledged (mandatory)
+    failsafe_repeat_every: Duration = dt.timedelta(minutes=15)
+
+
+class Route(_Strict):
+    name: str | None = None
+    match: list[MatcherT] = []  # all must hold
+    match_any: list[MatcherT] = []  # at least one must hold (when given)
+    policy: Name | None = None  # inherited from the parent when unset
+    notify: list[Name] | None = None  # informational receivers (not escalated); inherited
+    page: bool | None = None  # False: record and notify, open no paging alert; inherited
+    continue_: bool = Field(False, alias="continue")
+    routes: list[Route] = []
+
+
+class Inhibit(_Strict):
+    source: list[MatcherT] = Field(min_length=1)
+    target: list[MatcherT] = Field(min_length=1)
+    equal: list[Literal["patient_id", "unit"]] = ["patient_id"]
+
+
+class Silence(_Strict):
+    id: Name
+    match: list[MatcherT] = Field(min_length=1)
+    starts: AwareDatetime
+    ends: AwareDatetime
+    max_urgency: Literal["routine", "urgent"] = "routine"  # never "emergency": an emergency always pages
+    reason: str = Field(min_length=3)
+    author: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _window(self) -> Silence:
+        if self.ends <= self.starts:
+            raise ValueError("ends must be after starts")
+        return self
+
+
+class QuietHours(_Strict):
+    start: Clock
+    end: Clock
+    match: list[MatcherT] = []  # narrows which routine traffic is deferred; urgent/emergency never are
+
+
+class MissedCheckins(_Strict):
+    enabled: bool = True
+    grace: Duration = dt.timedelta(minutes=30)
+
+
+class Rules(_Strict):
+    version: Literal[1]
+    timezone: str = "UTC"
+    receivers: dict[Name, Receiver] = Field(min_length=1)
+    escalation_policies: dict[Name, Policy] = Field(min_length=1)
+    routes: Route
+    inhibit: list[Inhibit] = []
+    silences: list[Silence] = []
+    quiet_hours: list[QuietHours] = []
+    missed_checkins: MissedCheckins = MissedCheckins()
+
+
+Path = tuple[str | int, ...]
+
+
+def check_references(doc: Any) -> list[tuple[Path, str]]:
+    """Cross-reference errors a single field cannot see, each with its path.
+
+    Works on the raw document (not the validated model), so these errors are reported together
+    with field errors; parts that are malformed are skipped here (the model reports them).
+    """
+    errors: list[tuple[Path, str]] = []
+    d = doc if isinstance(doc, dict) else {}
+    receivers = d.get("receivers") if isinstance(d.get("receivers"), dict) else {}
+    policies = d.get("escalation_policies") if isinstance(d.get("escalation_policies"), dict) else {}
+
+    def receiver(path: Path, name: Any, used_as: str) -> None:
+        if isinstance(name, str) and name not in receivers:
+            errors.append((path, f"undefined receiver {name!r} used as {used_as}; defined: {', '.join(sorted(receivers))}"))
+
+    for pname, policy in policies.items():
+        if not isinstance(policy, dict):
+            continue
+        steps = policy.get("steps") if isinstance(policy.get("steps"), list) else []
+        for i, step in enumerate(steps):
+            notify = step.get("notify") if isinstance(step, dict) and isinstance(step.get("notify"), list) else []
+            for j, name in enumerate(notify):
+                receiver(("escalation_policies", pname, "steps", i, "notify", j), name, f"step {i + 1} of policy {pname!r}")
+        receiver(("escalation_policies", pname, "failsafe"), policy.get("failsafe"), f"failsafe of policy {pname!r}")
+
+    root = d.get("routes")
+    if not isinstance(root, dict):
+        return errors
+    if root.get("match") or root.get("match_any"):
+        errors.append((("routes", "match" if root.get("match") else "match_any"), "the root route is the catch-all: it must not have matchers"))
+    if root.get("policy") is None:
+        errors.append((("routes",), "the root route (catch-all) needs a policy: every alert must reach a human"))
+    if root.get("page") is False:
+        errors.append((("routes", "page"), "the root route (catch-all) must page"))
+    if root.get("continue"):
+        errors.append((("routes", "continue"), "the root route cannot 'continue': it has no siblings"))
+
+    def walk(route: dict, path: Path) -> None:
+        policy = route.get("policy")
+        if isinstance(policy, str) and policy not in policies:
+            errors.append((path + ("policy",), f"undefined policy {policy!r}; defined: {', '.join(sorted(policies))}"))
+        notify = route.get("notify") if isinstance(route.get("notify"), list) else []
+        for j, name in enumerate(notify):
+            receiver(path + ("notify", j), name, "route notify")
+        children = route.get("routes") if isinstance(route.get("routes"), list) else []
+        for i, child in enumerate(children):
+            if isinstance(child, dict):
+                walk(child, path + ("routes", i))
+
+    walk(root, ("routes",))
+    return errors
