@@ -1,6 +1,7 @@
 """Admin rules: loading with line numbers, matchers, routing tree, escalation timeline, policy decisions."""
 
 import datetime as dt
+import itertools
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,22 @@ def test_quiet_hours_defer_routine_only(local_time, urgency, until):
     subj = {"urgency": urgency}
     got = policy.quiet_until(subj, dt.datetime.fromisoformat(local_time), rules.timezone, rules.quiet_hours)
     assert got == (dt.datetime.fromisoformat(until) if until else None)
+
+
+def test_timeline_can_restart_at_a_later_step_and_past_the_last_is_failsafe():
+    pol = load_rules_text(EXAMPLE.read_text()).rules.escalation_policies["emergency"]
+    pages = list(itertools.islice(escalation.timeline(pol, T0, first_step=1), 3))
+    assert [(p.step, p.repeat, p.kind, int((p.at - T0).total_seconds() // 60)) for p in pages] == [
+        (1, 0, "page", 0), (1, 1, "repeat", 2), (2, 0, "failsafe", 5)]
+    assert escalation.page_at(pol, T0, 0, first_step=5).kind == "failsafe"
+
+
+def test_a_frozen_policy_snapshot_loads_back_identical():
+    from worker.rules.models import Policy, format_duration, parse_duration
+
+    rules = load_rules_text(EXAMPLE.read_text()).rules
+    for pol in rules.escalation_policies.values():
+        assert Policy.model_validate(pol.model_dump(mode="json")) == pol
+    for text in ("90s", "5m", "1h30m", "2d", "1d2h3m4s"):
+        assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
+    assert format_duration(parse_duration("90s")) == "1m30s"

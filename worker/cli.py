@@ -15,6 +15,7 @@ import sys
 # Order is the order of `crs-alert --help`.
 COMMAND_MODULES = [
     "worker.commands.evaluate",
+    "worker.commands.rules",
 ]
 
 

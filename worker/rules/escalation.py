@@ -3,6 +3,7 @@
 Rules:
 - Step 1 is paged when the escalation starts; it is repeated every ``repeat_every`` up to
   ``repeats`` times while waiting; after ``ack_within`` the next step is paged, and so on.
+- An upgrade restarts the timeline at the step already reached, never earlier.
 - When every step ran out, the failsafe receiver is paged, then again every
   ``failsafe_repeat_every`` until someone acknowledges (the timeline never ends by itself).
 - The timeline is a pure function of the policy (frozen on the alert when it opens) and the start
@@ -31,11 +32,17 @@ class Page:
     kind: str  # "page", "repeat" or "failsafe"
 
 
-def timeline(policy: Policy, start: dt.datetime) -> Iterator[Page]:
-    """Every page of the policy from ``start`` on, in time order (infinite: the failsafe repeats)."""
+def timeline(policy: Policy, start: dt.datetime, first_step: int = 0) -> Iterator[Page]:
+    """Every page of the policy from ``start`` on, in time order (infinite: the failsafe repeats).
+
+    ``first_step`` restarts an escalation at the step it had reached (an upgrade re-pages with fresh
+    content without falling back to earlier receivers); past the last step it is the failsafe.
+    """
     seq = itertools.count()
     at = start
     for index, step in enumerate(policy.steps):
+        if index < first_step:
+            continue
         receivers = tuple(step.notify)
         yield Page(next(seq), at, index, 0, receivers, "page")
         for r in range(1, step.repeats + 1):
@@ -46,9 +53,9 @@ def timeline(policy: Policy, start: dt.datetime) -> Iterator[Page]:
         yield Page(next(seq), at + policy.failsafe_repeat_every * r, len(policy.steps), r, failsafe, "failsafe")
 
 
-def page_at(policy: Policy, start: dt.datetime, seq: int) -> Page:
+def page_at(policy: Policy, start: dt.datetime, seq: int, first_step: int = 0) -> Page:
     """The page number ``seq`` of the timeline."""
-    return next(itertools.islice(timeline(policy, start), seq, None))
+    return next(itertools.islice(timeline(policy, start, first_step), seq, None))
 
 
 def first_pages(policy: Policy, start: dt.datetime, failsafe_repeats: int = 1) -> list[Page]:

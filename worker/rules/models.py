@@ -18,7 +18,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
 
 from worker.rules.matchers import Matcher, MatcherError
 
@@ -33,6 +33,13 @@ def parse_duration(value: Any) -> dt.timedelta:
         if td > dt.timedelta(0):
             return td
     raise ValueError(f"{value!r} is not a duration like '90s', '5m', '1h30m' (and it must be more than zero)")
+
+
+def format_duration(td: dt.timedelta) -> str:
+    """The rules-file spelling of a duration ("1h30m"), so a frozen policy snapshot loads back."""
+    total = int(td.total_seconds())
+    parts = [(total // 86400, "d"), (total % 86400 // 3600, "h"), (total % 3600 // 60, "m"), (total % 60, "s")]
+    return "".join(f"{n}{unit}" for n, unit in parts if n) or "0s"
 
 
 def _matcher(value: Any) -> Matcher:
@@ -54,8 +61,8 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value
 
 
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration)]
-MatcherT = Annotated[Matcher, BeforeValidator(_matcher)]
+Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+MatcherT = Annotated[Matcher, BeforeValidator(_matcher), PlainSerializer(lambda m: m.text)]
 Clock = Annotated[dt.time, BeforeValidator(_clock)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 AwareDatetime = Annotated[dt.datetime, AfterValidator(_aware)]
