@@ -1,0 +1,89 @@
+"""Hot reload: a valid change is used, a bad one keeps the last good rules and is reported once."""
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from worker.rules.loader import RulesError
+from worker.rules_holder import RulesHolder
+
+EXAMPLE = (Path(__file__).resolve().parents[1] / "config" / "rules.yaml").read_text()
+
+
+def write(path, text, bump=1):
+    path.write_text(text)
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + bump * 1_000_000_000))  # a distinct mtime
+
+
+def test_a_bad_file_at_start_refuses_to_start(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE.replace("failsafe: unit-desk\n    failsafe_repeat_every: 5m", "failsafe: nobody\n    failsafe_repeat_every: 5m"))
+    with pytest.raises(RulesError, match="undefined receiver 'nobody'"):
+        RulesHolder(str(p))
+
+
+def test_reload_on_change_keeps_last_good_and_reports_each_bad_content_once(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    failures = []
+    holder = RulesHolder(str(p), on_failure=lambda errors, good: failures.append((errors, good.sha256)))
+    good = holder.get()
+    assert holder.get() is good  # unchanged: no reload
+
+    write(p, EXAMPLE.replace("grace: 30m", "grace: 45m"))
+    newer = holder.get()
+    assert newer is not good and str(newer.rules.missed_checkins.grace) == "0:45:00"
+
+    bad = EXAMPLE.replace('"crs_grade >= 3"', '"crs_grade >= 9"')
+    write(p, bad, bump=2)
+    assert holder.get() is newer  # last good kept
+    assert len(failures) == 1 and "crs_grade is between 0 and 4" in failures[0][0][0]
+    assert failures[0][1] == newer.sha256
+    write(p, bad + "\n", bump=3)  # still broken, different content: reported again
+    holder.get()
+    assert len(failures) == 2
+    holder.request_reload()
+    holder.get()
+    assert len(failures) == 2  # same bad content: not reported twice
+
+    write(p, EXAMPLE, bump=4)
+    assert holder.get().sha256 == good.sha256 and holder.last_error is None
+
+
+def test_a_deleted_file_keeps_the_rules_and_reports(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    failures = []
+    holder = RulesHolder(str(p), on_failure=lambda errors, good: failures.append(errors))
+    p.unlink()
+    assert holder.get() is holder.current
+    assert "cannot read" in failures[0][0]
+
+
+def test_rename_and_replace_is_seen(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    holder = RulesHolder(str(p))
+    tmp = tmp_path / "rules.yaml.tmp"
+    tmp.write_text(EXAMPLE.replace("grace: 30m", "grace: 40m"))
+    os.replace(tmp, p)  # what editors do: a new inode
+    assert str(holder.get().rules.missed_checkins.grace) == "0:40:00"
+
+
+def test_sighup_forces_a_reload(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    holder = RulesHolder(str(p))
+    holder.install_sighup()
+    try:
+        st = os.stat(p)
+        p.write_text(EXAMPLE.replace("grace: 30m", "grace: 50m"))
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime and size: only SIGHUP reveals it
+        assert str(holder.get().rules.missed_checkins.grace) == "0:30:00"
+        os.kill(os.getpid(), signal.SIGHUP)
+        assert str(holder.get().rules.missed_checkins.grace) == "0:50:00"
+    finally:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
