@@ -78,3 +78,21 @@ def test_test_shows_a_non_paging_route_and_quiet_hours():
 def test_test_reports_invalid_checkins():
     code, out, _ = run("test", "-", stdin=b'{"checkin_id": "x"}\n')
     assert code == 1 and "invalid" in out
+
+
+def test_check_cross_checks_contacts_against_the_channels_file(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXAMPLE.read_text().replace("channel: pagerduty", "channel: pager"))
+    code, out, _ = run("check", str(rules), "--channels", str(ROOT / "config" / "channels.yaml"))
+    assert code == 1
+    assert "receivers.oncall-fellow.contacts.1.channel: channel 'pager' is not configured" in out
+    assert run("check", str(rules), "--channels", "none")[0] == 0
+
+
+def test_check_reports_channel_config_errors_without_echoing_secrets(tmp_path):
+    channels = tmp_path / "channels.yaml"
+    channels.write_text((ROOT / "config" / "channels.yaml").read_text().replace(
+        "auth_token_env: TWILIO_AUTH_TOKEN", "auth_token: sk-live-CANARY-0123456789"))
+    code, out, err = run("check", str(EXAMPLE), "--channels", str(channels))
+    assert code == 1
+    assert "sms" in out and "CANARY" not in out + err

@@ -16,6 +16,15 @@ import sys
 COMMAND_MODULES = [
     "worker.commands.evaluate",
     "worker.commands.rules",
+    "worker.commands.submit",
+    "worker.commands.drain",
+    "worker.commands.status",
+    "worker.commands.patients",
+    "worker.commands.db",
+    "worker.commands.run",
+    "worker.commands.demo",
+    "worker.commands.health",
+    "worker.commands.channels",
 ]
 
 

@@ -22,6 +22,7 @@ from worker.rules.loader import LoadedRules, RulesError, load_rules_text
 from worker.rules.models import format_duration
 
 DEFAULT_RULES = "config/rules.yaml"
+DEFAULT_CHANNELS = "config/channels.yaml"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     rsub = p.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
     c = rsub.add_parser("check", help="validate a rules file (exit 0, or 1 with every error as file:line)")
     c.add_argument("path", nargs="?", default=None, help=f"rules file (default: $CRS_RULES_PATH or {DEFAULT_RULES})")
+    c.add_argument("--channels", default=None,
+                   help=f"channels file the contacts must match (default: $CRS_CHANNELS_PATH or {DEFAULT_CHANNELS}; "
+                        "'none' skips the check)")  # fmt: skip
     c.set_defaults(func=check)
     t = rsub.add_parser("test", help="evaluate check-ins and print route, receivers and escalation timeline")
     t.add_argument("checkins", metavar="CHECKIN", help='a check-in file (JSON object, array or JSON Lines), or "-"')
@@ -49,22 +53,49 @@ def read_rules(path: str) -> LoadedRules:
         return load_rules_text(fh.read(), path)
 
 
+def channel_names(given: str | None) -> tuple[set[str] | None, list[str], str | None]:
+    """(configured channel names or None, errors in the channels file, its path)."""
+    path = given or os.environ.get("CRS_CHANNELS_PATH") or DEFAULT_CHANNELS
+    if path == "none" or (given is None and not os.path.exists(path)):
+        return None, [], None
+    from worker.channels.registry import ChannelConfigError, validate_channel_specs
+    from worker.runtime import load_channels_file
+
+    try:
+        specs, _ = load_channels_file(path)
+        validate_channel_specs(specs)
+    except OSError as exc:
+        return set(), [f"{path}: cannot read: {exc.strerror or exc}"], path
+    except ChannelConfigError as exc:
+        return set(specs), [f"{path}: {e}" for e in exc.errors], path
+    except Exception as exc:  # noqa: BLE001 - YAML errors and the like: report, never crash
+        return set(), [f"{path}: {' '.join(str(exc).split())[:300]}"], path
+    return set(specs), [], path
+
+
 def check(args: argparse.Namespace) -> int:
     path = rules_path(args.path)
+    channels, channel_errors, channels_path = channel_names(args.channels)
     try:
-        loaded = read_rules(path)
+        with open(path, encoding="utf-8") as fh:
+            loaded = load_rules_text(fh.read(), path, channels)
     except OSError as exc:
         print(f"{path}: cannot read: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except RulesError as exc:
-        for err in exc.errors:
+        for err in [*exc.errors, *channel_errors]:
             print(err)
-        print(f"{path}: {len(exc.errors)} error(s); the file was not accepted", file=sys.stderr)
+        print(f"{path}: {len(exc.errors) + len(channel_errors)} error(s); the file was not accepted", file=sys.stderr)
+        return 1
+    if channel_errors:
+        print("\n".join(channel_errors))
+        print(f"{channels_path}: {len(channel_errors)} error(s)", file=sys.stderr)
         return 1
     r = loaded.rules
     routes = _count_routes(r.routes)
     print(f"{path}: OK (sha256 {loaded.sha256[:12]}; {len(r.receivers)} receivers, "
-          f"{len(r.escalation_policies)} escalation policies, {routes} routes, {len(r.silences)} silences)")  # fmt: skip
+          f"{len(r.escalation_policies)} escalation policies, {routes} routes, {len(r.silences)} silences"
+          f"{'; channels checked against ' + channels_path if channels_path else '; channels not checked'})")  # fmt: skip
     return 0
 
 

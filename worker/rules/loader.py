@@ -54,8 +54,10 @@ class LoadedRules:
     source: str
 
 
-def load_rules_text(text: str, source: str = "rules.yaml") -> LoadedRules:
-    """Parse and validate rules; raise RulesError listing every problem with its position."""
+def load_rules_text(text: str, source: str = "rules.yaml", channels: set[str] | None = None) -> LoadedRules:
+    """Parse and validate rules; raise RulesError listing every problem with its position.
+
+    ``channels``: the configured channel names, when known; contacts must use them."""
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:
@@ -70,7 +72,7 @@ def load_rules_text(text: str, source: str = "rules.yaml") -> LoadedRules:
         raise RulesError([RuleError(source, line, col, "", problem)]) from None
     if not isinstance(doc, dict):
         raise RulesError([RuleError(source, 1, 1, "", "the rules file must be a mapping (version, receivers, ...)")])
-    problems = [_error(doc, source, path, msg) for path, msg in check_references(doc)]
+    problems = [_error(doc, source, path, msg) for path, msg in check_references(doc, channels)]
     try:
         rules = Rules.model_validate(doc)
     except ValidationError as exc:

@@ -51,7 +51,7 @@ FIELDS: dict[str, FieldType] = {
     "risk_tier": FieldType("enum", _EQUALITY, ("high", "medium", "low", "unknown")),
     "therapy_class": FieldType("enum", _EQUALITY, ("car_t", "bispecific", "antibody", "other", "unknown")),
     "age_band": FieldType("enum", _EQUALITY, ("neonate", "infant", "toddler", "preschool", "school", "adolescent", "adult")),
-    "condition": FieldType("enum", _EQUALITY, ("clinical", "missed_checkin")),
+    "condition": FieldType("enum", _EQUALITY, ("clinical", "missed_checkin", "system")),
     "red_flags": FieldType("set", _SETS, tuple(sorted(RED_FLAGS))),
     "unit": FieldType("str", _EQUALITY),
     "patient_id": FieldType("str", _EQUALITY),

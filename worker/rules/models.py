@@ -168,16 +168,26 @@ class Rules(_Strict):
 Path = tuple[str | int, ...]
 
 
-def check_references(doc: Any) -> list[tuple[Path, str]]:
+def check_references(doc: Any, channels: set[str] | None = None) -> list[tuple[Path, str]]:
     """Cross-reference errors a single field cannot see, each with its path.
 
     Works on the raw document (not the validated model), so these errors are reported together
     with field errors; parts that are malformed are skipped here (the model reports them).
+    ``channels``: the configured channel names; when given, every contact must use one of them.
     """
     errors: list[tuple[Path, str]] = []
     d = doc if isinstance(doc, dict) else {}
     receivers = d.get("receivers") if isinstance(d.get("receivers"), dict) else {}
     policies = d.get("escalation_policies") if isinstance(d.get("escalation_policies"), dict) else {}
+
+    if channels is not None:
+        for rname, rec in receivers.items():
+            contacts = rec.get("contacts") if isinstance(rec, dict) and isinstance(rec.get("contacts"), list) else []
+            for i, contact in enumerate(contacts):
+                ch = contact.get("channel") if isinstance(contact, dict) else None
+                if isinstance(ch, str) and ch not in channels:
+                    errors.append((("receivers", rname, "contacts", i, "channel"),
+                                   f"channel {ch!r} is not configured; configured: {', '.join(sorted(channels)) or 'none'}"))  # fmt: skip
 
     def receiver(path: Path, name: Any, used_as: str) -> None:
         if isinstance(name, str) and name not in receivers:

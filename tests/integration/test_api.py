@@ -1,0 +1,202 @@
+"""The HTTP API on the real databases: ack links (signed, expiring, single use), token-protected
+acknowledge/resolve for the EHR, health. Time is controlled with time-machine."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from tests.factories import ev
+from worker import acklinks, alerting
+from worker.api import ApiConfig, create_app, parse_api_tokens
+from worker.rules.loader import load_rules_text
+from worker.store.alert_tables import AckToken, Alert, Notification
+from worker.store.db import make_engine, session_factory
+from worker.store.models import AuditEntry
+
+RULES = load_rules_text((Path(__file__).resolve().parents[2] / "config" / "rules.yaml").read_text())
+SECRET = "k" * 48
+EHR_TOKEN = "ehr-token-" + "x" * 30
+T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def sessions(engine):  # the engine fixture has run every migration
+    return session_factory(engine)
+
+
+@pytest.fixture
+def client(sessions):
+    app = create_app(sessions, ApiConfig(ack_secret=SECRET, api_tokens={"ehr": EHR_TOKEN}),
+                     metrics=lambda: (b"crs_up 1\n", "text/plain; version=0.0.4"))  # fmt: skip
+    return app.test_client()
+
+
+@pytest.fixture
+def alert_id(sessions):
+    with sessions.begin() as s:
+        out = alerting.on_evaluation(s, ev(vitals={"temperature_c": 38.6}, oxygen={"device": "facemask"}), None, RULES, T0,
+                                     episode="unenrolled")  # fmt: skip
+    return out.alert_id
+
+
+AUTH = {"Authorization": f"Bearer {EHR_TOKEN}"}
+
+
+def state(sessions, alert_id):
+    with sessions() as s:
+        return s.get(Alert, alert_id).state
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_ack_link_get_never_acknowledges_post_does_once(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
+    page = client.get(f"/ack/{token}")
+    assert page.status_code == 200 and b"acknowledge" in page.data
+    assert b"P-test" not in page.data and b"ASTCT" not in page.data  # no clinical detail on the page
+    assert state(sessions, alert_id) == "triggered"
+    first = client.post(f"/ack/{token}")
+    assert first.status_code == 200 and first.json == {"acknowledged": True, "already": False}
+    assert state(sessions, alert_id) == "acknowledged"
+    again = client.post(f"/ack/{token}")
+    assert again.status_code == 409 and "already used" in again.json["error"]
+    with sessions() as s:
+        a = s.get(Alert, alert_id)
+        assert (a.acked_by, a.ack_via) == ("link:oncall-fellow", "link")
+        assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "alert.acknowledged")) == "link:oncall-fellow"
+
+
+def test_forged_and_expired_links_are_refused(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
+    forged = acklinks.issue("z" * 48, alert_id, "oncall-fellow", T0)
+    with time_machine.travel(T0 + dt.timedelta(hours=1), tick=False):
+        assert client.post(f"/ack/{forged}").status_code == 403
+        assert client.post(f"/ack/{token[:-4]}AAAA").status_code == 403
+        assert client.get(f"/ack/{forged}").status_code == 403
+    with time_machine.travel(T0 + dt.timedelta(hours=12, seconds=1), tick=False):
+        expired = client.post(f"/ack/{token}")
+        assert expired.status_code == 410 and "expired" in expired.json["error"]
+    assert state(sessions, alert_id) == "triggered"
+    with sessions() as s:
+        assert s.scalars(select(AckToken)).all() == []  # refused links consume nothing
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_link_for_a_resolved_alert_is_refused_and_not_consumed(client, sessions, alert_id):
+    with sessions.begin() as s:
+        alerting.resolve(s, alert_id, actor="dr.lee", note="tocilizumab given", now=T0 + dt.timedelta(minutes=1))
+    token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
+    r = client.post(f"/ack/{token}")
+    assert r.status_code == 409 and "already resolved" in r.json["error"]
+    with sessions() as s:
+        assert s.scalars(select(AckToken)).all() == []
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_ehr_api_needs_a_valid_token(client, alert_id):
+    assert client.get("/api/alerts").status_code == 401
+    assert client.get("/api/alerts", headers={"Authorization": "Bearer wrong-token-xxxxxxxxxxxxxxxxxxxxx"}).status_code == 401
+    assert client.post(f"/api/alerts/{alert_id}/ack", json={"actor": "x"}).status_code == 401
+    listed = client.get("/api/alerts", headers=AUTH)
+    assert listed.status_code == 200 and [a["id"] for a in listed.json["alerts"]] == [alert_id]
+    assert listed.json["alerts"][0]["crs_grade"] == 3
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_ehr_ack_and_resolve_by_code(client, sessions, alert_id):
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    assert client.post(f"/api/alerts/{code}/ack", json={}, headers=AUTH).status_code == 400  # actor required
+    r = client.post(f"/api/alerts/{code.lower()}/ack", json={"actor": "dr.kim"}, headers=AUTH)
+    assert r.status_code == 200 and r.json["already"] is False
+    assert client.post(f"/api/alerts/{code}/ack", json={"actor": "dr.kim"}, headers=AUTH).json["already"] is True
+    no_note = client.post(f"/api/alerts/{code}/resolve", json={"actor": "dr.kim"}, headers=AUTH)
+    assert no_note.status_code == 400 and "note is required" in no_note.json["error"]
+    done = client.post(f"/api/alerts/{code}/resolve", json={"actor": "dr.kim", "note": "CRS settled"}, headers=AUTH)
+    assert done.status_code == 200 and done.json["state"] == "resolved" and done.json["resolved_by"] == "api:ehr:dr.kim"
+    assert client.post(f"/api/alerts/{code}/resolve", json={"actor": "dr.kim", "note": "x"}, headers=AUTH).status_code == 409
+    assert client.post("/api/alerts/ZZZZZ/ack", json={"actor": "dr.kim"}, headers=AUTH).status_code == 404
+    assert client.post(f"/api/alerts/{code}/escalate", json={"actor": "dr.kim"}, headers=AUTH).status_code == 404
+    assert client.get("/api/alerts?state=resolved", headers=AUTH).json["alerts"][0]["id"] == alert_id
+
+
+def test_healthz_and_metrics(client, sessions):
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/metrics").data == b"crs_up 1\n"
+    dead = create_app(session_factory(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")), ApiConfig(ack_secret=SECRET))
+    r = dead.test_client().get("/healthz")
+    assert r.status_code == 503 and r.json["status"] == "unhealthy"
+
+
+@pytest.mark.parametrize(
+    ("raw", "ok"),
+    [("ehr=" + "a" * 24, True), ("ehr=" + "a" * 24 + ", station=" + "b" * 30, True), ("ehr=short", False), ("noequals", False), ("", True)],
+)
+def test_api_token_setting(raw, ok):
+    if ok:
+        assert isinstance(parse_api_tokens(raw), dict)
+    else:
+        with pytest.raises(ValueError, match="CRS_API_TOKENS"):
+            parse_api_tokens(raw)
+
+
+# ---- SMS replies (Twilio inbound webhook) -----------------------------------------------------
+
+from worker import sms_replies  # noqa: E402
+
+TWILIO_TOKEN = "twilio-auth-token-for-tests"
+PUBLIC = "https://crs.hospital.example"
+
+
+@pytest.fixture
+def sms_client(sessions):
+    cfg = ApiConfig(ack_secret=SECRET, public_url=PUBLIC, twilio_auth_token=TWILIO_TOKEN,
+                    clock=lambda: T0 + dt.timedelta(minutes=2))  # fmt: skip
+    return create_app(sessions, cfg).test_client()
+
+
+def reply(client, body, sender="+447700900102", token=TWILIO_TOKEN, tamper=False):
+    params = {"From": sender, "To": "+447700900000", "Body": body, "MessageSid": "SM123"}
+    sig = sms_replies.twilio_signature(token, f"{PUBLIC}/sms/twilio", params)
+    if tamper:
+        params["Body"] = body + " "
+    return client.post("/sms/twilio", data=params, headers={"X-Twilio-Signature": sig})
+
+
+def test_sms_reply_ack_from_a_receiver_number(sms_client, sessions, alert_id):
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    r = reply(sms_client, f"ack {code.lower()}", sender="+44 7700 900102")  # oncall-fellow's number, spaced
+    assert r.status_code == 200 and f"Alert {code} acknowledged." in r.text
+    with sessions() as s:
+        a = s.get(Alert, alert_id)
+        assert (a.state, a.acked_by, a.ack_via) == ("acknowledged", "sms:oncall-fellow", "sms")
+    assert "already acknowledged" in reply(sms_client, code).text
+
+
+def test_sms_reply_refusals(sms_client, sessions, alert_id):
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    assert reply(sms_client, f"ACK {code}", token="wrong-token").status_code == 403
+    assert reply(sms_client, f"ACK {code}", tamper=True).status_code == 403
+    assert sms_client.post("/sms/twilio", data={"From": "+1", "Body": f"ACK {code}"}).status_code == 403
+    stranger = reply(sms_client, f"ACK {code}", sender="+15550000000")
+    assert "cannot acknowledge" in stranger.text
+    assert "Reply ACK followed by the alert code" in reply(sms_client, "what is this?").text
+    assert "no alert" in reply(sms_client, "ACK ZZZZZ").text
+    with sessions() as s:
+        assert s.get(Alert, alert_id).state == "triggered"
+        assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "alert.ack_refused")) == "alert.ack_refused"
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [("ACK K7Q2X", "K7Q2X"), ("  ack   k7q2x ", "K7Q2X"), ("K7Q2X", "K7Q2X"), ("#k7q2x.", "K7Q2X"),
+     ("acknowledge K7Q2X", "K7Q2X"), ("ACK", None), ("yes", None), ("ACK K7Q2X please", None), ("", None)],
+)
+def test_parse_ack(body, code):
+    assert sms_replies.parse_ack(body) == code

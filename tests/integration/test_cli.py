@@ -1,0 +1,187 @@
+"""The `crs-alert` commands as an operator runs them: real processes, real Redis and databases."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis as redis_lib
+
+from tests.integration.helpers import febrile, wait_for
+from worker.redis_bootstrap import answers, resolve
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "config" / "sample-checkins.jsonl"
+PATIENTS = ROOT / "config" / "sample-patients.jsonl"
+
+
+@pytest.fixture
+def make_cli(service_env):
+    def make(db_url: str):
+        return _cli(service_env(db_url))
+
+    return make
+
+
+@pytest.fixture
+def cli(make_cli, db_url):
+    return make_cli(db_url)
+
+
+def _cli(env: dict):
+    def run(*args: str, input: bytes | None = None, extra_env: dict | None = None, timeout: float = 120):
+        return subprocess.run([sys.executable, "-m", "worker.cli", *args], env={**env, **(extra_env or {})}, cwd=ROOT,
+                              input=input, capture_output=True, timeout=timeout)
+
+    run.env = env
+    return run
+
+
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    from worker.store.db import alembic_config, make_engine
+
+    return ScriptDirectory.from_config(alembic_config(make_engine("sqlite://"))).get_current_head()
+
+
+def test_db_upgrade_then_current(cli):
+    head = _head()
+    done = cli("db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    assert f"at revision {head}".encode() in done.stdout
+    assert cli("db", "current").stdout.strip() == head.encode()
+    assert cli("db", "upgrade").returncode == 0  # idempotent
+
+
+def test_submit_drain_status_round_trip(cli):
+    assert cli("db", "upgrade").returncode == 0
+    enrolled = cli("patients", "enroll", "--file", str(PATIENTS))
+    assert json.loads(enrolled.stdout) == {"enrolled": 6, "updated": 0}, enrolled.stderr
+    listed = [json.loads(line) for line in cli("patients", "list", "--json").stdout.splitlines()]
+    assert [p["patient_id"] for p in listed][:2] == ["DEMO-A01", "DEMO-B02"] and listed[0]["unit"] == "haem-onc-4"
+
+    sub = cli("submit", str(SAMPLES))
+    assert sub.returncode == 0, sub.stderr
+    assert json.loads(sub.stdout)["submitted"] == 11
+    piped = cli("submit", "-", input=json.dumps(febrile("stdin-1", "DEMO-F06", minutes=120)).encode() + b"\n\n")
+    assert json.loads(piped.stdout)["submitted"] == 1  # blank lines are skipped
+
+    drained = cli("drain")
+    assert drained.returncode == 0, drained.stderr
+    report = json.loads(drained.stdout)
+    assert (report["evaluated"], report["rejected"], report["duplicates"], report["acked"]) == (10, 1, 1, 12)
+
+    status = json.loads(cli("status", "--json").stdout)
+    c = status["counts"]
+    assert (c["received"], c["evaluated"], c["rejected"], c["duplicates"], c["pending"]) == (12, 10, 1, 1, 0)
+    latest = {e["patient_id"]: e for e in status["latest"]}
+    assert latest["DEMO-C03"]["urgency"] == "emergency" and latest["DEMO-C03"]["crs_grade"] == 3
+    assert latest["DEMO-B02"]["checkin_id"] == "demo-0009"  # the later check-in is the current state
+    assert status["latest"][0]["urgency"] == "emergency"  # most urgent first
+    human = cli("status").stdout.decode()
+    assert "received 12" in human and "DEMO-C03" in human
+
+
+def test_invalid_enrollment_names_the_line_and_field(cli, tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_text('{"patient_id": "OK-1"}\n{"patient_id": "OK-2", "age_years": 300, "ward": "x"}\n')
+    done = cli("patients", "enroll", "--file", str(bad))
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "line 2" in err and "age_years" in err and "ward" in err
+
+
+def test_a_bad_setting_stops_every_command_with_the_variable_named(cli):
+    done = cli("drain", extra_env={"CRS_BATCH_SIZE": "zero"})
+    assert done.returncode == 2
+    assert b"CRS_BATCH_SIZE" in done.stderr and b"integer" in done.stderr
+
+
+def test_submit_of_a_missing_file_is_a_clear_error(cli):
+    done = cli("submit", "/nonexistent/x.jsonl")
+    assert done.returncode == 2 and b"cannot read /nonexistent/x.jsonl" in done.stderr
+
+
+def test_run_starts_worker_and_scheduler_and_ctrl_c_stops_both(cli, tmp_path):
+    assert cli("db", "upgrade").returncode == 0
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=cli.env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        sub = cli("submit", str(SAMPLES))
+        assert sub.returncode == 0
+        wait_for(lambda: json.loads(cli("status", "--json").stdout)["counts"]["received"] == 11, 60, interval=0.5,
+                 what="`run` to process the samples")
+        time.sleep(1)
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+    text = (tmp_path / "run.log").read_text()
+    assert "stopped (worker 0, scheduler 0)" in text
+    children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).stdout
+    assert children == b""  # nothing left running in the session
+
+
+def test_demo_end_to_end(make_cli, sqlite_url):
+    cli = make_cli(sqlite_url)  # the demo makes its own SQLite database under CRS_VAR_DIR anyway
+    done = cli("demo", timeout=180)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out + done.stderr.decode()
+    assert "Totals: received 11, evaluated 9, rejected 1, duplicates 1" in out
+    assert "demo-0004" in out and "emergency" in out and "vitals.temperature_c" in out
+    assert "stopped worker and scheduler (exit 0, 0)" in out
+    log = (Path(cli.env["CRS_VAR_DIR"]) / "demo" / "services.log").read_text()
+    assert "bolus" not in log and "registrar" not in log  # the note (free text) never reaches a log
+    r = redis_lib.Redis.from_url(cli.env["REDIS_URL"])
+    assert not list(r.scan_iter(match=f"{cli.env['CRS_NAMESPACE']}-demo-*"))  # demo keys removed
+
+
+def test_private_redis_is_started_then_reused(tmp_path):
+    first = resolve(None, tmp_path, try_local=False)
+    try:
+        assert first.source == "private (started)" and answers(first.url)
+        assert redis_lib.Redis.from_url(first.url).config_get("appendonly")["appendonly"] == "yes"
+        second = resolve(None, tmp_path, try_local=False)
+        assert second.source == "private (reused)" and second.url == first.url
+    finally:
+        first.stop()
+    assert not answers(first.url)
+    assert (tmp_path / "redis" / "appendonlydir").is_dir()
+
+
+def test_an_unreachable_database_is_a_clear_error(make_cli):
+    cli = make_cli("postgresql+psycopg://postgres@127.0.0.1:1/nowhere")
+    done = cli("drain")
+    assert done.returncode == 2
+    assert b"database postgresql+psycopg://postgres@127.0.0.1:1/nowhere is unavailable" in done.stderr
+
+
+def test_submit_validate_refuses_a_file_with_an_invalid_line(cli, r):
+    done = cli("submit", "--validate", str(SAMPLES))
+    assert done.returncode == 1
+    lines = done.stderr.decode().splitlines()
+    report = json.loads(lines[0])
+    assert report["line"] == 8 and report["checkin_id"] == "demo-0008"
+    assert {e["loc"] for e in report["errors"]} == {"vitals.temperature_c", "vitals.heart_rate_bpm", "symptoms.1"}
+    assert "nothing submitted" in lines[-1]
+    assert r.exists(f"{cli.env['CRS_NAMESPACE']}:checkins") == 0
+
+
+def test_no_redis_anywhere_is_a_clear_error_saying_how_to_get_one(tmp_path, monkeypatch):
+    from worker.redis_bootstrap import RedisUnavailable
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no redis-server on PATH
+    with pytest.raises(RedisUnavailable) as info:
+        resolve(None, tmp_path / "var", try_local=False)
+    text = str(info.value)
+    assert "REDIS_URL" in text and "apt-get install redis-server" in text

@@ -1,0 +1,480 @@
+"""Alerts: open, upgrade, annotate, escalate, acknowledge and resolve, in the caller's transaction.
+
+Rules (issue 4; the pure parts are in worker/rules/):
+- One open alert per (patient, episode, condition). A paging route opens it; the escalation policy
+  and the receivers it names are frozen onto it.
+- A later evaluation worse than the worst the alert has seen (CRS grade, ICANS level, a new
+  emergency red flag) upgrades it: it becomes unacknowledged and the escalation restarts, at the
+  step already reached, with fresh content. Anything else is an annotation: recorded, not paged.
+- Only a clinician resolves a clinical alert. Exception [design]: a missed-check-in alert is
+  resolved by the system when the patient checks in again (that is what it was waiting for).
+- Escalation due times are stored on the alert; ``escalate_due`` claims each due alert with a
+  conditional update on ``escalation_seq``, so concurrent or repeated runs write each page once.
+  If several pages fell due while nothing ran, only the latest is sent (the most escalated).
+- An acknowledged alert that is not resolved re-pages from step 1 after the policy's ack_timeout.
+- Every page is written as notification rows (the outbox) in the same transaction; inhibited and
+  silenced ones are kept with status "suppressed" and the reason, quiet hours set "deferred" with
+  the time they may go. Nothing is dropped without a row saying why.
+- Every transition goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from worker.grading import therapy as th
+from worker.rules import escalation, policy, routing
+from worker.rules.loader import LoadedRules
+from worker.rules.models import Policy, Receiver
+from worker.store.alert_tables import OPEN_STATES, Alert, Notification
+from worker.store.models import EvaluationRow, Patient
+from worker.store.repo import audit, insert_ignore
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone and typed in an SMS
+SYSTEM = "system"
+
+
+class AlertError(ValueError):
+    """An action that cannot be done (unknown alert, already resolved, ...); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    action: str  # opened | upgraded | annotated | not_paged
+    alert_id: int | None = None
+    pages: int = 0
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+
+def episode_of(patient: Patient | None, therapy_start: dt.date | None = None) -> str:
+    start = patient.therapy_start if patient is not None and patient.therapy_start else therapy_start
+    return start.isoformat() if start else "unenrolled"
+
+
+def _content(evaluation: Any, patient: Patient | None, condition: str) -> dict[str, Any]:
+    data = evaluation.as_dict() if hasattr(evaluation, "as_dict") else dict(evaluation)
+    data["condition"] = condition
+    data["unit"] = patient.unit if patient is not None else None
+    data["labels"] = dict(patient.labels or {}) if patient is not None else {}
+    return data
+
+
+def subject_of(content: dict[str, Any]) -> dict[str, Any]:
+    """The matcher subject of an alert's stored content."""
+    level = content.get("icans_grade")
+    if level is None:
+        level = content.get("icans_floor")
+    subj = {
+        "condition": content.get("condition", "clinical"),
+        "patient_id": content["patient_id"],
+        "crs_grade": content.get("crs_grade"),
+        "crs_grade_is_minimum": content.get("crs_grade_is_minimum"),
+        "icans_grade": level,
+        "news2": content.get("news2"),
+        "urgency": content["urgency"],
+        "red_flags": tuple(content.get("red_flags") or ()),
+        "risk_tier": content.get("therapy_tier"),
+        "therapy_class": content.get("therapy_class"),
+        "in_risk_window": content.get("in_risk_window"),
+        "age_band": content.get("age_band"),
+        "age_years": content.get("age_years"),
+        "day_since_therapy": content.get("day_since_therapy"),
+        "unit": content.get("unit"),
+    }
+    for key, value in (content.get("labels") or {}).items():
+        subj[f"labels.{key}"] = value
+    return subj
+
+
+def _snapshot(loaded: LoadedRules, policy_name: str, notify: tuple[str, ...]) -> dict[str, Any]:
+    rules = loaded.rules
+    pol = rules.escalation_policies[policy_name]
+    names = {n for step in pol.steps for n in step.notify} | {pol.failsafe} | set(notify)
+    return {
+        "name": policy_name,
+        "policy": pol.model_dump(mode="json"),
+        "receivers": {n: rules.receivers[n].model_dump(mode="json") for n in sorted(names)},
+    }
+
+
+def _policy(alert: Alert) -> Policy:
+    return Policy.model_validate(alert.policy_snapshot["policy"])
+
+
+def _receiver(alert: Alert, name: str) -> Receiver:
+    return Receiver.model_validate(alert.policy_snapshot["receivers"][name])
+
+
+def _new_code(session: Session) -> str:
+    for _ in range(20):
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(5))
+        if session.scalar(select(Alert.id).where(Alert.code == code)) is None:
+            return code
+    raise AlertError("could not find a free alert code")  # 32^5 codes: practically unreachable
+
+
+def _open_alerts(session: Session, patient_id: str) -> list[Alert]:
+    return list(session.scalars(select(Alert).where(Alert.patient_id == patient_id, Alert.state.in_(OPEN_STATES))))
+
+
+# ---- notifications (the outbox) -------------------------------------------------------------
+
+
+def _write(session: Session, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
+           event: str, escalating: bool, step: int, repeat: int, key: str) -> int:  # fmt: skip
+    """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status."""
+    subj = subject_of(alert.content)
+    status, reason, not_before = "pending", None, now
+    if loaded is not None and escalating:
+        others = [subject_of(a.content) for a in _open_alerts(session, alert.patient_id) if a.id != alert.id]
+        rules = loaded.rules
+        if (rule := policy.inhibited_by(subj, others, rules.inhibit)) is not None:
+            status, reason = "suppressed", "inhibited: " + " & ".join(m.text for m in rule.source)
+        elif (silence := policy.silenced_by(subj, now, rules.silences)) is not None:
+            status, reason = "suppressed", f"silenced by {silence.id}"
+        elif (until := policy.quiet_until(subj, now, rules.timezone, rules.quiet_hours)) is not None:
+            status, reason, not_before = "deferred", "quiet hours", until
+    written = 0
+    for name in receivers:
+        for index, contact in enumerate(_receiver(alert, name).contacts):
+            content = dict(alert.content, alert_id=alert.id, alert_code=alert.code, event=event, step=step, repeat=repeat)
+            row = {
+                "dedupe_key": f"{alert.id}:{key}:{name}:{index}",
+                "alert_id": alert.id,
+                "event": event,
+                "urgency": alert.urgency,
+                "receiver": name,
+                "channel": contact.channel,
+                "address": contact.to,
+                "escalating": escalating,
+                "step": step,
+                "repeat": repeat,
+                "status": status,
+                "status_reason": reason,
+                "content": content,
+                "created_at": now,
+                "next_attempt_at": not_before,
+                "attempts": 0,
+            }
+            if insert_ignore(session, Notification.__table__, row, ["dedupe_key"]) is not None:
+                written += 1
+    return written
+
+
+def _page(session: Session, alert: Alert, loaded: LoadedRules | None, page: escalation.Page, event: str, now: dt.datetime) -> int:
+    kind = "failsafe" if page.kind == "failsafe" else event
+    key = f"e{alert.escalation_epoch}:p{page.seq}"
+    return _write(session, alert, loaded, now, receivers=page.receivers, event=kind, escalating=True,
+                  step=page.step, repeat=page.repeat, key=key)  # fmt: skip
+
+
+def _inform(session: Session, alert: Alert, now: dt.datetime, event: str, key: str) -> int:
+    if not alert.notify_receivers:
+        return 0
+    return _write(session, alert, None, now, receivers=tuple(alert.notify_receivers), event=event,
+                  escalating=False, step=0, repeat=0, key=f"info:{key}")  # fmt: skip
+
+
+def _cancel_pending_pages(session: Session, alert: Alert, why: str) -> None:
+    session.execute(
+        update(Notification)
+        .where(Notification.alert_id == alert.id, Notification.escalating.is_(True),
+               Notification.status.in_(("pending", "deferred")))  # fmt: skip
+        .values(status="cancelled", status_reason=why)
+    )
+
+
+def _start_escalation(session: Session, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, event: str,
+                      first_step: int) -> int:  # fmt: skip
+    pol = _policy(alert)
+    first_step = min(first_step, len(pol.steps))
+    alert.escalation_epoch = (alert.escalation_epoch or 0) + 1
+    alert.escalation_first_step = first_step
+    alert.escalation_started_at = now
+    page = escalation.page_at(pol, now, 0, first_step)
+    written = _page(session, alert, loaded, page, event, now)
+    alert.escalation_seq = 1
+    alert.next_escalation_at = escalation.page_at(pol, now, 1, first_step).at
+    return written
+
+
+# ---- evaluations -> alerts ------------------------------------------------------------------
+
+
+def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, loaded: LoadedRules, now: dt.datetime,
+                  *, episode: str, actor: str = SYSTEM) -> Outcome:  # fmt: skip
+    """Apply one evaluation to the patient's alerts (call inside the batch's transaction)."""
+    _resolve_missed_checkin(session, evaluation.patient_id, now, evaluation.checkin_id)
+    content = _content(evaluation, patient, "clinical")
+    subj = subject_of(content)
+    decision = routing.decide(loaded.rules.routes, subj)
+    alert = session.scalars(
+        select(Alert).where(Alert.patient_id == evaluation.patient_id, Alert.episode == episode,
+                            Alert.condition == "clinical", Alert.state.in_(OPEN_STATES)).with_for_update()  # fmt: skip
+    ).first()
+    if alert is None:
+        if not decision.page:
+            return Outcome("not_paged")
+        return _open(session, content, subj, decision, loaded, now, episode=episode, condition="clinical", actor=actor)
+
+    kind, why = policy.assess(policy.Worst(**_worst_args(alert.worst)), subj)
+    newer = _when(content) >= _when(alert.content)
+    alert.worst = _worst_json(policy.merge_worst(policy.Worst(**_worst_args(alert.worst)), subj))
+    if newer:
+        alert.content = content
+        alert.urgency = subj["urgency"]
+        alert.latest_checkin_id = evaluation.checkin_id
+    alert.updated_at = now
+    if kind == "annotate":
+        audit(session, at=now, actor=actor, action="alert.annotated", subject=f"alert:{alert.id}",
+              checkin_id=evaluation.checkin_id, urgency=subj["urgency"], newer=newer)  # fmt: skip
+        return Outcome("annotated", alert.id)
+
+    if not newer:  # a late report of something worse: show it, it is new information
+        alert.content = content
+    step = 0 if alert.state == "acknowledged" else _current_step(alert)
+    if decision.policy != alert.policy_name:
+        alert.policy_name = decision.policy
+        alert.policy_snapshot = _snapshot(loaded, decision.policy, decision.notify)
+        alert.notify_receivers = list(decision.notify)
+        alert.route = decision.route_name
+        step = 0
+    alert.state = "triggered"
+    alert.acked_at = alert.acked_by = alert.ack_via = None
+    alert.upgrades += 1
+    _cancel_pending_pages(session, alert, "superseded by an upgrade")
+    pages = _start_escalation(session, alert, loaded, now, "alert.upgraded", step)
+    _inform(session, alert, now, "alert.upgraded", f"up{alert.upgrades}")
+    audit(session, at=now, actor=actor, action="alert.upgraded", subject=f"alert:{alert.id}",
+          checkin_id=evaluation.checkin_id, why=why, policy=alert.policy_name, route=decision.route_name)  # fmt: skip
+    return Outcome("upgraded", alert.id, pages)
+
+
+def _when(content: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(content["recorded_at"])
+
+
+def _current_step(alert: Alert) -> int:
+    if not alert.escalation_seq:
+        return alert.escalation_first_step
+    last = escalation.page_at(_policy(alert), alert.escalation_started_at, alert.escalation_seq - 1, alert.escalation_first_step)
+    return last.step
+
+
+def _worst_args(worst: dict[str, Any]) -> dict[str, Any]:
+    return {**worst, "red_flags": frozenset(worst["red_flags"])}
+
+
+def _worst_json(worst: policy.Worst) -> dict[str, Any]:
+    return {"crs_grade": worst.crs_grade, "icans_level": worst.icans_level, "red_flags": sorted(worst.red_flags),
+            "urgency": worst.urgency}  # fmt: skip
+
+
+def _open(session: Session, content: dict[str, Any], subj: dict[str, Any], decision: routing.Decision,
+          loaded: LoadedRules, now: dt.datetime, *, episode: str, condition: str, actor: str) -> Outcome:  # fmt: skip
+    worst = policy.merge_worst(None, {**subj, "crs_grade": subj["crs_grade"] or 0, "icans_grade": subj["icans_grade"] or 0})
+    alert = Alert(
+        code=_new_code(session),
+        patient_id=subj["patient_id"],
+        episode=episode,
+        condition=condition,
+        state="triggered",
+        urgency=subj["urgency"],
+        route=decision.route_name,
+        policy_name=decision.policy,
+        policy_snapshot=_snapshot(loaded, decision.policy, decision.notify),
+        notify_receivers=list(decision.notify),
+        rules_sha256=loaded.sha256,
+        worst=_worst_json(worst),
+        content=content,
+        latest_checkin_id=content.get("checkin_id"),
+        escalation_started_at=now,
+        escalation_seq=0,
+        escalation_epoch=0,
+        escalation_first_step=0,
+        upgrades=0,
+        opened_at=now,
+        updated_at=now,
+    )
+    session.add(alert)
+    session.flush()  # the id goes into the notification keys
+    pages = _start_escalation(session, alert, loaded, now, "alert.triggered", 0)
+    _inform(session, alert, now, "alert.triggered", "open")
+    audit(session, at=now, actor=actor, action="alert.opened", subject=f"alert:{alert.id}",
+          patient_id=alert.patient_id, condition=condition, route=decision.route_name, policy=decision.policy,
+          urgency=alert.urgency, guard=decision.guard, checkin_id=content.get("checkin_id"))  # fmt: skip
+    return Outcome("opened", alert.id, pages)
+
+
+def _resolve_missed_checkin(session: Session, patient_id: str, now: dt.datetime, checkin_id: str) -> None:
+    for alert in session.scalars(select(Alert).where(Alert.patient_id == patient_id, Alert.condition == "missed_checkin",
+                                                     Alert.state.in_(OPEN_STATES))):  # fmt: skip
+        _close(session, alert, now, actor="system:checkin-received", note=f"check-in {checkin_id} received")
+
+
+# ---- escalation -------------------------------------------------------------------------------
+
+
+def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime, limit: int = 200) -> int:
+    """Advance every alert whose next page is due; returns the notification rows written.
+
+    Each alert is claimed with a conditional UPDATE on (id, state, escalation_seq, epoch): a run
+    that lost the race, or a stale duplicate, updates 0 rows and writes nothing.
+    """
+    due = session.execute(
+        select(Alert.id, Alert.state, Alert.escalation_seq, Alert.escalation_epoch)
+        .where(Alert.state.in_(OPEN_STATES), Alert.next_escalation_at <= now)
+        .order_by(Alert.next_escalation_at)
+        .limit(limit)
+    ).all()
+    written = 0
+    for alert_id, state, seq, epoch in due:
+        alert = session.get(Alert, alert_id, populate_existing=True)
+        pol = _policy(alert)
+        if state == "acknowledged":
+            claimed = session.execute(
+                update(Alert).where(Alert.id == alert_id, Alert.state == "acknowledged", Alert.escalation_epoch == epoch)
+                .values(state="triggered", updated_at=now).execution_options(synchronize_session=False)  # fmt: skip
+            ).rowcount
+            if claimed != 1:
+                continue
+            session.refresh(alert)
+            alert.acked_at = alert.acked_by = alert.ack_via = None
+            written += _start_escalation(session, alert, loaded, now, "alert.repeated", 0)
+            audit(session, at=now, actor=SYSTEM, action="alert.ack_timeout", subject=f"alert:{alert_id}",
+                  ack_timeout_s=pol.ack_timeout.total_seconds())  # fmt: skip
+            continue
+        # Catch up: the latest page already due (the most escalated), then the one after it.
+        target = seq
+        while escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step).at <= now:
+            target += 1
+        page = escalation.page_at(pol, alert.escalation_started_at, target, alert.escalation_first_step)
+        following = escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step)
+        claimed = session.execute(
+            update(Alert).where(Alert.id == alert_id, Alert.state == "triggered", Alert.escalation_seq == seq,
+                                Alert.escalation_epoch == epoch)  # fmt: skip
+            .values(escalation_seq=target + 1, next_escalation_at=following.at, updated_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if claimed != 1:
+            continue
+        session.refresh(alert)
+        event = "alert.repeated" if page.kind == "repeat" else "alert.escalated"
+        written += _page(session, alert, loaded, page, event, now)
+        audit(session, at=now, actor=SYSTEM, action=f"alert.{page.kind}", subject=f"alert:{alert_id}",
+              step=page.step + 1, repeat=page.repeat, receivers=list(page.receivers), skipped=target - seq)  # fmt: skip
+    return written
+
+
+# ---- acknowledge / resolve ------------------------------------------------------------------
+
+
+def find(session: Session, ref: int | str) -> Alert:
+    """An alert by id or by its code (case-insensitive)."""
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+        alert = session.get(Alert, int(ref))
+    else:
+        alert = session.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
+    if alert is None:
+        raise AlertError(f"no alert {ref!r}")
+    return alert
+
+
+def acknowledge(session: Session, ref: int | str, *, actor: str, via: str, now: dt.datetime) -> bool:
+    """Take responsibility: escalation stops; the policy's ack_timeout re-pages if not resolved.
+
+    Returns False when it was already acknowledged (idempotent); raises AlertError when resolved.
+    """
+    alert = find(session, ref)
+    session.refresh(alert, with_for_update=True)
+    if alert.state == "resolved":
+        raise AlertError(f"alert {alert.code} is already resolved")
+    if alert.state == "acknowledged":
+        return False
+    pol = _policy(alert)
+    alert.state = "acknowledged"
+    alert.acked_at, alert.acked_by, alert.ack_via = now, actor, via
+    alert.next_escalation_at = now + pol.ack_timeout
+    alert.updated_at = now
+    _cancel_pending_pages(session, alert, f"acknowledged by {actor}")
+    _inform(session, alert, now, "alert.acknowledged", f"ack{alert.escalation_epoch}")
+    audit(session, at=now, actor=actor, action="alert.acknowledged", subject=f"alert:{alert.id}", via=via)
+    return True
+
+
+def resolve(session: Session, ref: int | str, *, actor: str, note: str, now: dt.datetime) -> Alert:
+    """Close the alert (a clinician's decision; a note is required)."""
+    if not note or not note.strip():
+        raise AlertError("a resolution note is required")
+    alert = find(session, ref)
+    session.refresh(alert, with_for_update=True)
+    if alert.state == "resolved":
+        raise AlertError(f"alert {alert.code} is already resolved")
+    _close(session, alert, now, actor=actor, note=note.strip())
+    return alert
+
+
+def _close(session: Session, alert: Alert, now: dt.datetime, *, actor: str, note: str) -> None:
+    alert.state = "resolved"
+    alert.resolved_at, alert.resolved_by, alert.resolution_note = now, actor, note
+    alert.next_escalation_at = None
+    alert.updated_at = now
+    _cancel_pending_pages(session, alert, f"resolved by {actor}")
+    _inform(session, alert, now, "alert.resolved", "resolved")
+    audit(session, at=now, actor=actor, action="alert.resolved", subject=f"alert:{alert.id}")
+
+
+# ---- missed check-ins ---------------------------------------------------------------------------
+
+
+def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> list[int]:
+    """Open a missed-check-in alert for every enrolled patient inside their monitoring window whose
+    last check-in (or enrollment) is older than their expected interval plus the grace period.
+
+    Monitoring window: the therapy's at-risk window from ``therapy_start``; an unknown therapy or
+    start keeps the patient monitored while enrolled [design: the safer reading].
+    """
+    cfg = loaded.rules.missed_checkins
+    if not cfg.enabled:
+        return []
+    opened = []
+    for patient in session.scalars(select(Patient).where(Patient.checkin_interval_h.is_not(None))):
+        therapy = th.lookup(patient.therapy)
+        day = th.day_since(patient.therapy_start, now)
+        window = th.in_window(therapy, day)
+        if window is False:
+            continue
+        last = session.scalar(select(EvaluationRow.recorded_at).where(EvaluationRow.patient_id == patient.patient_id)
+                              .order_by(EvaluationRow.recorded_at.desc()).limit(1))  # fmt: skip
+        since = max(last or patient.enrolled_at, patient.enrolled_at)
+        if now <= since + dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace:
+            continue
+        episode = episode_of(patient)
+        exists = session.scalar(select(Alert.id).where(Alert.patient_id == patient.patient_id, Alert.episode == episode,
+                                                       Alert.condition == "missed_checkin", Alert.state.in_(OPEN_STATES)))  # fmt: skip
+        if exists is not None:
+            continue
+        hours = (now - since).total_seconds() / 3600
+        content = {
+            "checkin_id": None, "patient_id": patient.patient_id, "recorded_at": now.isoformat(), "condition": "missed_checkin",
+            "crs_grade": None, "crs_grade_is_minimum": None, "icans_grade": None, "icans_floor": None, "news2": None,
+            "red_flags": [], "urgency": "urgent", "therapy_tier": therapy.tier, "therapy_class": therapy.therapy_class,
+            "in_risk_window": window, "day_since_therapy": day, "age_years": patient.age_years, "age_band": None,
+            "unit": patient.unit, "labels": dict(patient.labels or {}),
+            "reasons": [f"No check-in for {hours:.1f} h (expected every {patient.checkin_interval_h:g} h "
+                        f"plus {cfg.grace} grace): contact the patient."],
+            "advice": "Contact the patient now; a patient who cannot be reached may be too unwell to check in.",
+        }  # fmt: skip
+        subj = subject_of(content)
+        decision = routing.decide(loaded.rules.routes, subj)
+        outcome = _open(session, content, subj, decision, loaded, now, episode=episode, condition="missed_checkin", actor=SYSTEM)
+        opened.append(outcome.alert_id)
+    return opened

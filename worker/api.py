@@ -1,0 +1,221 @@
+"""`crs-alert api`: acknowledgement links, acknowledge/resolve for clinicians and the EHR, health, metrics.
+
+Endpoints:
+- ``GET /ack/<token>``: a confirmation page (alert code and urgency only, no clinical data). A GET
+  never acknowledges: mail scanners and link previews fetch links by themselves.
+- ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410) and
+  unused (409: single use, its nonce is stored in the same transaction as the acknowledgement).
+- ``GET /api/alerts[?state=open|acknowledged|resolved|all]``, ``GET /api/alerts/<id or code>``,
+  ``POST /api/alerts/<id or code>/ack`` ({"actor"}), ``POST /api/alerts/<id or code>/resolve``
+  ({"actor", "note"}): with ``Authorization: Bearer <token>``; each client has its own token
+  (CRS_API_TOKENS="ehr=...,station=..."), recorded in the audit log as ``api:<client>:<actor>``.
+- ``POST /sms/twilio``: an SMS reply ("ACK <code>") from the provider; refused (403) without a
+  valid X-Twilio-Signature; acknowledges only when the sender's number is a contact of the alert.
+- ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
+Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import acklinks, alerting, sms_replies
+from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    ack_secret: str
+    ack_max_age: dt.timedelta = dt.timedelta(hours=12)
+    api_tokens: dict[str, str] = field(default_factory=dict)  # client name -> token
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    public_url: str | None = None  # the URL the SMS provider calls (signatures cover it), e.g. https://crs.example
+    twilio_auth_token: str | None = None  # verifies inbound SMS replies
+
+
+def parse_api_tokens(raw: str) -> dict[str, str]:
+    """"ehr=TOKEN,station=TOKEN" -> {"ehr": TOKEN, ...}; every token at least 24 characters."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (x.strip() for x in (raw or "").split(","))):
+        name, sep, token = item.partition("=")
+        if not sep or not name or len(token) < 24:
+            raise ValueError("CRS_API_TOKENS must be 'client=token,...' with tokens of at least 24 characters")
+        tokens[name] = token
+    return tokens
+
+
+def alert_json(a: Alert) -> dict[str, Any]:
+    c = a.content or {}
+    return {
+        "id": a.id, "code": a.code, "patient_id": a.patient_id, "condition": a.condition, "state": a.state,
+        "urgency": a.urgency, "route": a.route, "policy": a.policy_name, "opened_at": a.opened_at.isoformat(),
+        "acknowledged_at": a.acked_at.isoformat() if a.acked_at else None, "acknowledged_by": a.acked_by,
+        "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None, "resolved_by": a.resolved_by,
+        "crs_grade": c.get("crs_grade"), "crs_grade_is_minimum": c.get("crs_grade_is_minimum"),
+        "icans_grade": c.get("icans_grade"), "red_flags": c.get("red_flags", []), "reasons": c.get("reasons", []),
+        "advice": c.get("advice"), "escalation_step": a.escalation_seq, "upgrades": a.upgrades,
+    }  # fmt: skip
+
+
+def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
+    app = Flask("crs-alert")
+
+    def error(status: int, message: str) -> tuple[Response, int]:
+        return jsonify(error=message), status
+
+    def client() -> str | None:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return None
+        given = header[7:].strip().encode()
+        found = None
+        for name, token in config.api_tokens.items():  # check every token: constant time per request
+            if hmac.compare_digest(given, token.encode()):
+                found = name
+        return found
+
+    def body() -> dict[str, Any]:
+        data = request.get_json(silent=True)
+        return data if isinstance(data, dict) else {}
+
+    @app.get("/healthz")
+    def healthz():  # type: ignore[no-untyped-def]
+        try:
+            with sessions() as s:
+                s.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any database failure is "unhealthy"
+            return jsonify(status="unhealthy", reason=f"database: {type(exc).__name__}"), 503
+        return jsonify(status="ok")
+
+    @app.get("/metrics")
+    def metrics_endpoint():  # type: ignore[no-untyped-def]
+        if metrics is None:
+            return error(404, "metrics are not enabled")
+        payload, content_type = metrics()
+        return Response(payload, content_type=content_type)
+
+    @app.get("/ack/<token>")
+    def ack_page(token: str):  # type: ignore[no-untyped-def]
+        try:
+            claims = acklinks.verify(config.ack_secret, token, config.clock(), config.ack_max_age)
+        except acklinks.LinkError as exc:
+            return Response(f"<p>{escape(str(exc))}.</p>", status=410 if "expired" in str(exc) else 403)
+        with sessions() as s:
+            a = s.get(Alert, claims.alert_id)
+            if a is None:
+                return Response("<p>Unknown alert.</p>", status=404)
+            return Response(
+                f"<h1>Alert {escape(a.code)} ({escape(a.urgency)})</h1><p>State: {escape(a.state)}.</p>"
+                f'<form method="post"><button type="submit">I take responsibility: acknowledge</button></form>',
+                content_type="text/html; charset=utf-8",
+            )
+
+    @app.post("/ack/<token>")
+    def ack_link(token: str):  # type: ignore[no-untyped-def]
+        now = config.clock()
+        try:
+            claims = acklinks.verify(config.ack_secret, token, now, config.ack_max_age)
+        except acklinks.LinkError as exc:
+            return error(410 if "expired" in str(exc) else 403, str(exc))
+        try:
+            with sessions.begin() as s:
+                s.add(AckToken(nonce=claims.nonce, alert_id=claims.alert_id, used_at=now, used_by=claims.receiver))
+                s.flush()  # the unique nonce: a second use fails here, before anything changes
+                changed = alerting.acknowledge(s, claims.alert_id, actor=f"link:{claims.receiver}", via="link", now=now)
+        except IntegrityError:
+            return error(409, "this acknowledgement link was already used")
+        except alerting.AlertError as exc:
+            return error(409, str(exc))
+        return jsonify(acknowledged=True, already=not changed)
+
+    @app.post("/sms/twilio")
+    def sms_reply():  # type: ignore[no-untyped-def]
+        params = {k: v for k, v in request.form.items()}
+        url = (config.public_url.rstrip("/") + request.full_path.rstrip("?")) if config.public_url else request.url
+        if not sms_replies.valid_twilio_signature(config.twilio_auth_token or "", url, params,
+                                                  request.headers.get("X-Twilio-Signature")):  # fmt: skip
+            return error(403, "invalid signature")
+        sender = sms_replies.normalise_number(params.get("From", ""))
+        code = sms_replies.parse_ack(params.get("Body"))
+        if code is None:
+            return twiml(sms_replies.HELP)
+        now = config.clock()
+        try:
+            with sessions.begin() as s:
+                a = alerting.find(s, code)
+                who = next((name for name, r in a.policy_snapshot["receivers"].items()
+                            for c in r["contacts"] if c.get("to") and sms_replies.normalise_number(c["to"]) == sender), None)  # fmt: skip
+                if who is None:
+                    audit_refusal(s, a.id, now)
+                    return twiml(f"This number cannot acknowledge alert {a.code}.")
+                changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)
+                return twiml(f"Alert {a.code} acknowledged." if changed else f"Alert {a.code} was already acknowledged.")
+        except alerting.AlertError as exc:
+            return twiml(f"{exc}.")
+
+    def twiml(message: str) -> Response:
+        return Response(f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escape(message)}</Message></Response>",
+                        content_type="application/xml")  # fmt: skip
+
+    def audit_refusal(s: Session, alert_id: int, now: dt.datetime) -> None:
+        from worker.store.repo import audit
+
+        audit(s, at=now, actor="sms:unknown-number", action="alert.ack_refused", subject=f"alert:{alert_id}", via="sms")
+
+    @app.get("/api/alerts")
+    def list_alerts():  # type: ignore[no-untyped-def]
+        if client() is None:
+            return error(401, "a valid API token is required (Authorization: Bearer ...)")
+        state = request.args.get("state", "open")
+        states = {"open": OPEN_STATES, "all": None}.get(state, (state,))
+        with sessions() as s:
+            q = select(Alert).order_by(Alert.id.desc()).limit(500)
+            if states is not None:
+                q = q.where(Alert.state.in_(states))
+            return jsonify(alerts=[alert_json(a) for a in s.scalars(q)])
+
+    @app.get("/api/alerts/<ref>")
+    def show_alert(ref: str):  # type: ignore[no-untyped-def]
+        if client() is None:
+            return error(401, "a valid API token is required (Authorization: Bearer ...)")
+        with sessions() as s:
+            try:
+                return jsonify(alert_json(alerting.find(s, ref)))
+            except alerting.AlertError as exc:
+                return error(404, str(exc))
+
+    @app.post("/api/alerts/<ref>/<action>")
+    def act(ref: str, action: str):  # type: ignore[no-untyped-def]
+        who = client()
+        if who is None:
+            return error(401, "a valid API token is required (Authorization: Bearer ...)")
+        data = body()
+        actor = data.get("actor")
+        if not isinstance(actor, str) or not actor.strip():
+            return error(400, "'actor' (who is acting) is required")
+        actor = f"api:{who}:{actor.strip()[:64]}"
+        now = config.clock()
+        try:
+            with sessions.begin() as s:
+                if action == "ack":
+                    changed = alerting.acknowledge(s, ref, actor=actor, via="api", now=now)
+                    return jsonify(acknowledged=True, already=not changed)
+                if action == "resolve":
+                    note = data.get("note")
+                    a = alerting.resolve(s, ref, actor=actor, note=note if isinstance(note, str) else "", now=now)
+                    return jsonify(alert_json(a))
+        except alerting.AlertError as exc:
+            return error(404 if str(exc).startswith("no alert") else 409 if "already" in str(exc) else 400, str(exc))
+        return error(404, f"unknown action {action!r}; use ack or resolve")
+
+    return app

@@ -1,0 +1,83 @@
+"""Helpers shared by the service commands: settings, Redis resolution, the store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from worker.settings import Settings
+
+    from worker.redis_bootstrap import RedisHandle
+
+
+class CommandError(RuntimeError):
+    """A message for the operator; the command exits with status 2."""
+
+
+def settings() -> "Settings":
+    from worker.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def redis_handle(s: "Settings") -> "RedisHandle":
+    """REDIS_URL, else localhost, else a private redis-server (worker.redis_bootstrap). The URL is
+    exported as REDIS_URL so the Celery app and child processes use the same server."""
+    from worker.redis_bootstrap import RedisUnavailable, resolve
+
+    try:
+        handle = resolve(s.redis_url, s.var_dir)
+    except RedisUnavailable as exc:
+        raise CommandError(str(exc)) from None
+    os.environ["REDIS_URL"] = handle.url
+    return handle
+
+
+def redis_client(url: str):  # type: ignore[no-untyped-def]
+    import redis
+
+    return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+
+
+def store(s: "Settings", *, migrate_sqlite: bool = True) -> "Engine":
+    """An engine on the configured database. The embedded SQLite file is migrated on the spot;
+    PostgreSQL must have been migrated (`crs-alert db upgrade`, the compose `migrate` service)."""
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from worker.store.db import alembic_config, current_revision, engine_for, redacted_url, upgrade
+
+    engine = engine_for(s)
+    try:
+        if engine.dialect.name == "sqlite" and migrate_sqlite:
+            upgrade(engine)
+            return engine
+        head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        if current_revision(engine) != head:
+            raise CommandError(f"database {redacted_url(engine)} is not at schema {head}: run `crs-alert db upgrade`")
+    except SQLAlchemyError as exc:
+        raise CommandError(f"database {redacted_url(engine)} is unavailable ({type(exc).__name__})") from None
+    return engine
+
+
+def fail(exc: CommandError) -> int:
+    print(f"crs-alert: {exc}", file=sys.stderr)
+    return 2
+
+
+def configure_logging(s: "Settings") -> None:
+    import logging
+
+    from worker.logs import configure_logging as configure
+
+    configure(json=s.log_json, level=s.log_level.upper())
+    # one line per scheduler tick or migration plugin is noise, not information
+    for name in ("apscheduler", "alembic"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))

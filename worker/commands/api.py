@@ -1,0 +1,54 @@
+"""`crs-alert api`: the HTTP service (ack links, SMS replies, EHR API, /healthz, /metrics), on waitress."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from worker.commands._common import CommandError, configure_logging, fail, settings, store
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("api", help="serve acknowledgement links, SMS replies, the EHR API, /healthz and /metrics")
+    p.add_argument("--host", default=None, help="bind address (default: $CRS_API_HOST or 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $CRS_API_PORT or 8080)")
+    p.add_argument("--threads", type=int, default=8)
+    p.set_defaults(func=run)
+
+
+def build_app(s):  # type: ignore[no-untyped-def]
+    """The Flask app for settings ``s``; CommandError when the acknowledgement secret is missing."""
+    from worker.api import ApiConfig, create_app, parse_api_tokens
+    from worker.metrics import render_latest
+    from worker.store.db import session_factory
+
+    if s.ack_secret is None:
+        raise CommandError("CRS_ACK_SECRET is required for the API (at least 32 random characters): it signs ack links")
+    try:
+        tokens = parse_api_tokens(s.api_tokens.get_secret_value() if s.api_tokens else "")
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    config = ApiConfig(
+        ack_secret=s.ack_secret.get_secret_value(),
+        ack_max_age=dt.timedelta(seconds=s.ack_link_max_age_s),
+        api_tokens=tokens,
+        public_url=s.public_url,
+        twilio_auth_token=s.twilio_auth_token.get_secret_value() if s.twilio_auth_token else None,
+    )
+    return create_app(session_factory(store(s)), config, metrics=render_latest)
+
+
+def run(args: argparse.Namespace) -> int:
+    import waitress
+
+    try:
+        s = settings()
+        configure_logging(s)
+        app = build_app(s)
+    except CommandError as exc:
+        return fail(exc)
+    host = args.host or s.api_host
+    port = args.port or s.api_port
+    print(f"crs-alert api listening on http://{host}:{port}", flush=True)
+    waitress.serve(app, host=host, port=port, threads=args.threads, ident="crs-alert")
+    return 0

@@ -1,0 +1,44 @@
+"""`crs-alert drain`: process what is on the intake stream once, in this process (no Celery), and exit.
+
+Prints the counts as JSON. Exit status 0, or 3 when the database did not answer (nothing was
+read or acknowledged then).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from worker.commands import _common
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("drain", help="process the pending check-ins once, in-process, then exit")
+    p.add_argument("--budget", type=float, default=None, help="stop after this many seconds (default: until empty)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from worker import pipeline
+    from worker.intake import Consumer
+    from worker.store.db import session_factory
+
+    try:
+        s = _common.settings()
+        _common.configure_logging(s)
+        engine = _common.store(s)
+        handle = _common.redis_handle(s)
+        try:
+            r = _common.redis_client(handle.url)
+            consumer = Consumer(r, s.stream_name, s.group)
+            report = pipeline.drain(r=r, sessions=session_factory(engine), settings=s, consumer=consumer,
+                                    budget_s=args.budget if args.budget is not None else 10**9)
+        except pipeline.StoreUnavailable as exc:
+            print(json.dumps({"error": "database unavailable", "error_type": str(exc)}))
+            return 3
+        finally:
+            handle.stop()
+    except _common.CommandError as exc:
+        return _common.fail(exc)
+    print(json.dumps(report.as_dict()))
+    return 0

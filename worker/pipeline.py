@@ -1,0 +1,425 @@
+"""The worker's main job: intake stream -> validate -> evaluate -> store, the one place the stages
+are chained.
+
+Rules, in the order they protect a patient:
+
+1. **Ack after commit.** A batch's effects (check-ins, evaluations, transitions, rejected inputs,
+   duplicates, audit rows) are written in ONE database transaction; the stream entries are
+   acknowledged (XACK + XDEL) only after it commits. A crash anywhere before the commit leaves
+   them pending; they are re-delivered and the replay is idempotent (unique ``checkin_id``,
+   ``INSERT ... ON CONFLICT DO NOTHING``). Delivery is at-least-once; effects are exactly-once.
+2. **Nothing silently dropped.** An entry that is not UTF-8, not JSON, or not a valid check-in is
+   stored in ``rejected_inputs`` with its raw bytes and every error, then acknowledged and counted.
+   So is an entry delivered more than ``max_deliveries`` times without being committed (a poison
+   message is set aside instead of retried forever), and a pending entry that vanished from the
+   stream.
+3. **Reclaim.** Entries left pending by a dead worker for ``claim_min_idle_s`` are taken over
+   (XAUTOCLAIM) and processed one per transaction, so a poison entry cannot drag healthy ones
+   towards the delivery limit. When the database does not answer, the drain stops before reading
+   anything, so an outage does not inflate delivery counts.
+4. **Order.** Within a batch, each patient's check-ins are evaluated in time order and a later
+   one is compared with the earlier. The time is ``recorded_at``, capped at the batch's ``now``
+   (``effective_at``): a check-in from a clock set in the future is evaluated, audited as
+   ``checkin.future_dated`` and cannot hide the check-ins after it. A check-in older than the
+   patient's latest evaluation is stored and evaluated, flagged ``out_of_order``, audited, and never
+   becomes the patient's latest state (no transition is derived from it).
+5. **Duplicates.** A known ``checkin_id`` in a new stream entry is recorded in
+   ``duplicate_checkins`` and counted; it is not evaluated again. The same entry re-delivered after
+   a crash between commit and ack is recognised (same stream id) and only acknowledged.
+
+The functions take the Redis client, the session factory, the settings and the time explicitly,
+so tests call them without Celery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import redis
+from sqlalchemy import select
+from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker import metrics
+from worker.checkin import CheckIn, FieldError, IntakeError, parse_checkin
+from worker.evaluation import Evaluation, compare, evaluate
+from worker.intake import Consumer, Entry
+from worker.logs import get_logger
+from worker.settings import Settings
+from worker.store import repo
+from worker.store.db import ping
+from worker.store.models import CheckinRow, DuplicateCheckin, EvaluationRow, RejectedInput, TransitionRow
+
+log = get_logger(__name__)
+ACTOR = "pipeline"
+
+
+class StoreUnavailable(RuntimeError):
+    """The database did not answer; nothing was read from the stream."""
+
+
+@dataclass
+class DrainReport:
+    read: int = 0
+    reclaimed: int = 0
+    evaluated: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    redelivered: int = 0
+    out_of_order: int = 0
+    transitions: int = 0
+    acked: int = 0
+    batches: int = 0
+
+    def add(self, other: "DrainReport") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- decoding ----------------------------------------------------------------------------------
+
+
+MAX_PAYLOAD_BYTES = 1 << 20  # a valid check-in is a few KiB (the note is at most 2,000 characters)
+KEEP_OVERSIZED_BYTES = 64 << 10
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    reason: str
+    errors: list[FieldError]
+    checkin_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    checkin: CheckIn
+    document: dict  # the producer's JSON object as received (validated), stored verbatim
+
+
+def decode(entry: Entry) -> Accepted | Refusal:
+    """The entry's check-in, or why it is refused (every error, each naming its field).
+
+    Total: whatever the bytes, this returns; it never raises (a raise here would make the entry
+    a poison message that crashes every batch it is in)."""
+    raw = entry.payload
+    if raw is None:
+        names = sorted(k.decode("utf-8", "replace") for k in entry.fields)[:20]
+        return Refusal("no_payload", [FieldError("(entry)", f"Stream entry has no 'checkin' field (fields: {names})")])
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        return Refusal("too_large", [FieldError("(document)", f"Payload of {len(raw)} bytes exceeds the limit of "
+                                                              f"{MAX_PAYLOAD_BYTES} (a check-in is a few KiB); its first "
+                                                              f"{KEEP_OVERSIZED_BYTES} bytes are kept")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Refusal("not_utf8", [FieldError("(document)", f"Not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")])
+    try:
+        checkin = parse_checkin(text)
+    except IntakeError as exc:
+        return Refusal("invalid" if _is_json(text) else "not_json", list(exc.errors), exc.checkin_id)
+    except (RecursionError, MemoryError, ValueError) as exc:  # e.g. JSON nested thousands deep
+        return Refusal("invalid", [FieldError("(document)", f"Unreadable document ({type(exc).__name__}); "
+                                                            "check-ins are flat objects nested at most two levels")])
+    try:
+        return Accepted(checkin, json.loads(text))
+    except (RecursionError, ValueError) as exc:  # e.g. a number beyond Python's int-parsing limit
+        return Refusal("invalid", [FieldError("(document)", f"Valid check-in that cannot be stored verbatim ({type(exc).__name__})")],
+                       checkin.checkin_id)
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (ValueError, RecursionError):
+        return False
+    return True
+
+
+# -- one transaction ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    session: Session
+    now: dt.datetime
+    report: DrainReport = field(default_factory=DrainReport)
+
+    def reject(self, entry: Entry, refusal: Refusal) -> None:
+        """Store the entry's raw bytes and every error. Never fails the batch: should the database
+        refuse even the cleaned row, a minimal one (raw bytes, reason, a generic error) is stored."""
+        raw = entry.payload if entry.payload is not None else b""
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            raw = raw[:KEEP_OVERSIZED_BYTES]
+        cid = _clean(refusal.checkin_id)[:128] if refusal.checkin_id is not None else None
+        values = dict(stream_id=entry.stream_id, payload_sha256=hashlib.sha256(raw).hexdigest(), checkin_id=cid,
+                      reason=refusal.reason, errors=[{"loc": _clean(e.loc), "msg": _clean(e.msg)} for e in refusal.errors],
+                      raw_payload=raw, delivery_count=entry.delivery_count, received_at=self.now)
+        try:
+            with self.session.begin_nested():
+                new_id = repo.insert_ignore(self.session, RejectedInput.__table__, values, ("stream_id", "payload_sha256"))
+        except DBAPIError as exc:
+            if not isinstance(exc, DataError):
+                raise
+            values.update(checkin_id=None, errors=[{"loc": "(entry)", "msg": f"Refused; the error details could not be "
+                                                    f"stored ({type(exc).__name__}); see the raw payload"}])
+            new_id = repo.insert_ignore(self.session, RejectedInput.__table__, values, ("stream_id", "payload_sha256"))
+        refusal = Refusal(refusal.reason, [FieldError(e["loc"], e["msg"]) for e in values["errors"]], values["checkin_id"])
+        if new_id is None:
+            self.report.redelivered += 1
+            return
+        self.report.rejected += 1
+        repo.audit(self.session, at=self.now, actor=ACTOR, action="checkin.rejected", subject=refusal.checkin_id,
+                   stream_id=entry.stream_id, reason=refusal.reason, locs=[e.loc for e in refusal.errors])
+        log.warning("checkin_rejected", stream_id=entry.stream_id, checkin_id=refusal.checkin_id,
+                    reason=refusal.reason, error_locs=[e.loc for e in refusal.errors])
+
+    def effective(self, checkin: CheckIn) -> dt.datetime:
+        return min(checkin.recorded_at, self.now)
+
+    def accept(self, pairs: list[tuple[Entry, Accepted]]) -> None:
+        """Evaluate and store valid check-ins, per patient in effective_at order."""
+        pairs = sorted(pairs, key=lambda p: (p[1].checkin.patient_id, self.effective(p[1].checkin), _sid_key(p[0].stream_id)))
+        pids = {a.checkin.patient_id for _, a in pairs}
+        repo.lock_patients(self.session, pids)
+        ctx = repo.contexts(self.session, pids)
+        latest = repo.latest_states(self.session, pids)
+        for entry, accepted in pairs:
+            checkin = accepted.checkin
+            try:
+                evaluation = evaluate(checkin, ctx.get(checkin.patient_id))
+            except Exception as exc:  # noqa: BLE001 - a bug must not block the queue; the input is kept
+                log.error("evaluation_failed", checkin_id=checkin.checkin_id, stream_id=entry.stream_id,
+                          error_type=type(exc).__name__)
+                self.reject(entry, Refusal("evaluation_failed", [FieldError(
+                    "(document)", f"The evaluator failed on this check-in ({type(exc).__name__}); stored for review, not evaluated")],
+                    checkin.checkin_id))
+                continue
+            self._store_or_refuse(entry, checkin, accepted.document, evaluation, latest)
+
+    def _store_or_refuse(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
+                         latest: dict[str, repo.PatientState]) -> None:
+        """Store one check-in inside a SAVEPOINT: a value the database cannot hold (e.g. a NUL
+        character on PostgreSQL) rejects that entry only, never the batch. A database that is
+        down still fails the whole batch (nothing is acknowledged)."""
+        snapshot = dict(latest)
+        try:
+            with self.session.begin_nested():
+                self._store(entry, checkin, payload, ev, latest)
+        except DBAPIError as exc:
+            if not isinstance(exc, DataError):
+                raise
+            self._unstorable(entry, checkin, exc, latest, snapshot)
+        except (StatementError, UnicodeError, ValueError, TypeError) as exc:
+            self._unstorable(entry, checkin, exc, latest, snapshot)
+
+    def _unstorable(self, entry: Entry, checkin: CheckIn, exc: BaseException, latest: dict, snapshot: dict) -> None:
+        latest.clear()
+        latest.update(snapshot)
+        log.error("checkin_unstorable", checkin_id=_clean(checkin.checkin_id), stream_id=entry.stream_id,
+                  error_type=type(exc).__name__)
+        self.reject(entry, Refusal("unstorable", [FieldError(
+            "(document)", f"The database refused a value of this check-in ({type(exc).__name__}, e.g. a NUL character "
+                          "or an unpaired surrogate); kept here as raw bytes")], checkin.checkin_id))
+
+    def _store(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
+               latest: dict[str, repo.PatientState]) -> None:
+        row_id = repo.insert_ignore(
+            self.session,
+            CheckinRow.__table__,
+            dict(checkin_id=checkin.checkin_id, patient_id=checkin.patient_id, recorded_at=checkin.recorded_at,
+                 received_at=self.now, stream_id=entry.stream_id, payload=payload),
+            ("checkin_id",),
+        )
+        if row_id is None:
+            self._known(entry, checkin, payload)
+            return
+        previous = latest.get(checkin.patient_id)
+        effective_at = self.effective(checkin)
+        out_of_order = previous is not None and effective_at < previous.effective_at
+        if effective_at < checkin.recorded_at:
+            repo.audit(self.session, at=self.now, actor=ACTOR, action="checkin.future_dated", subject=checkin.checkin_id,
+                       patient_id=checkin.patient_id, ahead_s=(checkin.recorded_at - self.now).total_seconds())
+        eval_id = self.session.execute(
+            EvaluationRow.__table__.insert().returning(EvaluationRow.__table__.c.id),
+            dict(checkin_row_id=row_id, checkin_id=ev.checkin_id, patient_id=ev.patient_id, recorded_at=ev.recorded_at,
+                 effective_at=effective_at, evaluated_at=self.now, crs_grade=ev.crs_grade, crs_grade_is_minimum=ev.crs_grade_is_minimum,
+                 icans_grade=ev.icans_grade, icans_floor=ev.icans_floor, red_flags=list(ev.red_flags),
+                 news2=ev.news2, urgency=ev.urgency.value, out_of_order=out_of_order, result=ev.as_dict()),
+        ).scalar_one()
+        self.report.evaluated += 1
+        if out_of_order:
+            self.report.out_of_order += 1
+            repo.audit(self.session, at=self.now, actor=ACTOR, action="checkin.out_of_order", subject=checkin.checkin_id,
+                       patient_id=checkin.patient_id, latest_evaluation_id=previous.evaluation_id)
+            log.info("checkin_out_of_order", checkin_id=checkin.checkin_id, patient_id=checkin.patient_id)
+            return
+        transition = compare(previous, ev)
+        latest[checkin.patient_id] = repo.PatientState(eval_id, effective_at, ev.crs_grade, ev.icans_grade,
+                                                       ev.icans_floor, tuple(ev.red_flags), ev.urgency)
+        if transition is not None:
+            self.session.execute(
+                TransitionRow.__table__.insert(),
+                dict(evaluation_id=eval_id, previous_evaluation_id=previous.evaluation_id if previous else None,
+                     patient_id=ev.patient_id, checkin_id=ev.checkin_id, kinds=list(transition.kinds),
+                     urgency=ev.urgency.value, detail=transition.as_dict(), created_at=self.now),
+            )
+            self.report.transitions += 1
+            log.info("patient_transition", checkin_id=ev.checkin_id, patient_id=ev.patient_id,
+                     transition=list(transition.kinds), urgency=ev.urgency.value, crs_grade=ev.crs_grade,
+                     icans_grade=ev.icans_grade, red_flags=list(ev.red_flags))
+
+    def _known(self, entry: Entry, checkin: CheckIn, payload: dict) -> None:
+        """The checkin_id is stored already: a redelivery of the same entry, or a duplicate."""
+        existing = self.session.execute(
+            select(CheckinRow.stream_id, CheckinRow.payload).where(CheckinRow.checkin_id == checkin.checkin_id)
+        ).one()
+        if existing.stream_id == entry.stream_id:
+            self.report.redelivered += 1
+            return
+        new_id = repo.insert_ignore(
+            self.session,
+            DuplicateCheckin.__table__,
+            dict(stream_id=entry.stream_id, checkin_id=checkin.checkin_id,
+                 same_payload=existing.payload == payload, received_at=self.now),
+            ("stream_id", "checkin_id"),
+        )
+        if new_id is None:
+            self.report.redelivered += 1
+            return
+        self.report.duplicates += 1
+        log.info("checkin_duplicate", checkin_id=checkin.checkin_id, stream_id=entry.stream_id)
+
+
+def _clean(text: str) -> str:
+    """Text any database can store: no NUL, no unpaired surrogate (escaped, not dropped)."""
+    text = str(text)
+    if "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text):
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text
+
+
+def _sid_key(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.datetime) -> DrainReport:
+    """Store the effects of ``entries`` in ONE transaction. Does not acknowledge anything."""
+    with sessions.begin() as session:
+        batch = _Batch(session, now)
+        valid: list[tuple[Entry, Accepted]] = []
+        for entry in entries:
+            decoded = decode(entry)
+            if isinstance(decoded, Refusal):
+                batch.reject(entry, decoded)
+            else:
+                valid.append((entry, decoded))
+        batch.accept(valid)
+    return batch.report
+
+
+# -- draining ----------------------------------------------------------------------------------
+
+
+def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionmaker[Session], now: dt.datetime) -> DrainReport:
+    started = time.perf_counter()
+    report = process(entries, sessions=sessions, now=now)  # commit ...
+    report.acked = consumer.ack(e.stream_id for e in entries)  # ... THEN ack
+    report.batches = 1
+    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.CHECKINS_RECEIVED.inc(len(entries))
+    metrics.CHECKINS_EVALUATED.inc(report.evaluated)
+    metrics.CHECKINS_REJECTED.inc(report.rejected)
+    metrics.CHECKINS_DUPLICATE.inc(report.duplicates)
+    return report
+
+
+def _reject_vanished(deleted: list[str], sessions: sessionmaker[Session], now: dt.datetime) -> DrainReport:
+    """Pending entries that no longer exist in the stream: recorded so the loss is visible."""
+    with sessions.begin() as session:
+        batch = _Batch(session, now)
+        for sid in deleted:
+            batch.reject(Entry(sid, {}, 0), Refusal("vanished", [FieldError(
+                "(entry)", "The stream entry was deleted or trimmed before it was committed; its content is lost "
+                           "from the queue and the producer must resubmit it")]))
+    return batch.report
+
+
+def drain_once(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Settings, now: dt.datetime,
+               consumer: Consumer | None = None) -> DrainReport:
+    """Reclaim stale entries, then read and process one batch. Raises StoreUnavailable (having
+    touched nothing) when the database does not answer. ``consumer`` defaults to one named after
+    this host and process."""
+    consumer = consumer or Consumer(r, settings.stream_name, settings.group)
+    try:
+        ping(sessions.kw["bind"])
+    except (DBAPIError, SQLAlchemyError) as exc:
+        raise StoreUnavailable(type(exc).__name__) from exc
+    consumer.ensure_group()
+    report = DrainReport()
+
+    claimed, deleted = consumer.reclaim(settings.claim_min_idle_s, settings.batch_size)
+    if deleted:
+        report.add(_reject_vanished(deleted, sessions, now))
+    for entry in claimed:
+        report.reclaimed += 1
+        if entry.delivery_count > settings.max_deliveries:
+            with sessions.begin() as session:
+                batch = _Batch(session, now)
+                if repo.entry_is_stored(session, entry.stream_id):
+                    # committed by a worker that was merely slow (its entry was reclaimed meanwhile)
+                    batch.report.redelivered += 1
+                else:
+                    batch.reject(entry, Refusal("too_many_deliveries", [FieldError(
+                        "(entry)", f"Delivered {entry.delivery_count} times without being committed "
+                                   f"(limit CRS_MAX_DELIVERIES={settings.max_deliveries}); set aside instead of retried forever")],
+                        _peek_id(entry)))
+            batch.report.acked = consumer.ack([entry.stream_id])
+            report.add(batch.report)
+        else:
+            report.add(_commit_and_ack(consumer, [entry], sessions, now))  # one per transaction
+    if claimed:
+        log.info("entries_reclaimed", claimed=len(claimed), consumer=consumer.name)
+
+    entries = consumer.read(settings.batch_size)
+    report.read = len(entries)
+    if entries:
+        report.add(_commit_and_ack(consumer, entries, sessions, now))
+    return report
+
+
+def _peek_id(entry: Entry) -> str | None:
+    decoded = decode(entry)
+    return decoded.checkin.checkin_id if isinstance(decoded, Accepted) else decoded.checkin_id
+
+
+def drain(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Settings, consumer: Consumer | None = None,
+          clock: Callable[[], dt.datetime] = utcnow, budget_s: float | None = None) -> DrainReport:
+    """Process batches until the stream is drained (a short batch) or ``budget_s`` is spent."""
+    consumer = consumer or Consumer(r, settings.stream_name, settings.group)
+    budget = settings.drain_budget_s if budget_s is None else budget_s
+    deadline = time.monotonic() + budget
+    total = DrainReport()
+    while True:
+        report = drain_once(r=r, sessions=sessions, settings=settings, consumer=consumer, now=clock())
+        total.add(report)
+        if report.read < settings.batch_size or time.monotonic() >= deadline:
+            break
+    if total.read or total.reclaimed:
+        log.info("drain_done", **{k: v for k, v in total.as_dict().items() if k in _LOGGED})
+    return total
+
+
+_LOGGED = {"evaluated", "rejected", "duplicates", "acked"}

@@ -1,0 +1,113 @@
+"""What a worker process holds: settings, the database, the rules in force, the delivery channels.
+
+Rules:
+- Built lazily, once per process id: Celery's prefork children each build their own after the
+  fork (database connections and HTTP sessions must not cross a fork).
+- The rules must be valid when the process starts; a later bad file keeps the last good rules and
+  opens an admin alert (``system`` condition, routed like any alert, so it reaches a human).
+- Channels are built from the channels file; a missing channel the rules name is reported by
+  `crs-alert rules check` and, at delivery, dead-letters to the failsafe (never silently dropped).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from worker.rules.loader import LoadedRules
+from worker.rules_holder import RulesHolder
+from worker.settings import Settings
+
+
+def load_channels_file(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """(channel specs, rate limits) from the channels YAML; ``rate_per_minute`` is ours, not the channel's."""
+    from ruamel.yaml import YAML
+
+    with open(path, encoding="utf-8") as fh:
+        data = YAML(typ="safe", pure=True).load(fh) or {}
+    specs = dict((data.get("channels") or {}) if isinstance(data, dict) else {})
+    limits: dict[str, int] = {}
+    for name, spec in list(specs.items()):
+        spec = dict(spec or {})
+        if "rate_per_minute" in spec:
+            limits[name] = int(spec.pop("rate_per_minute"))
+        specs[name] = spec
+    return specs, limits
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    rules: RulesHolder
+    _channels: dict[str, Any] | None = None
+    _rate_limits: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def channels(self) -> dict[str, Any]:
+        with self._lock:
+            if self._channels is None:
+                from worker.channels.registry import build_channels
+
+                path = self.settings.channels_path
+                if path and os.path.exists(path):
+                    specs, self._rate_limits = load_channels_file(path)
+                    self._channels = build_channels(specs)
+                else:
+                    self._channels = {}
+            return self._channels
+
+    @property
+    def rate_limits(self) -> dict[str, int]:
+        self.channels()
+        return self._rate_limits
+
+
+_runtime: tuple[int, Runtime] | None = None
+
+
+def get_runtime() -> Runtime:
+    """The process's runtime (rebuilt in a forked child)."""
+    global _runtime
+    if _runtime is None or _runtime[0] != os.getpid():
+        from worker.commands._common import store
+        from worker.settings import load_settings
+        from worker.store.db import session_factory
+
+        settings = load_settings()
+        sessions = session_factory(store(settings))
+        holder = RulesHolder(settings.rules_path, on_failure=lambda errors, good: admin_alert(sessions, good, errors))
+        _runtime = (os.getpid(), Runtime(settings, sessions, holder))
+    return _runtime[1]
+
+
+def admin_alert(sessions: sessionmaker[Session], rules: LoadedRules, errors: list[str], now: dt.datetime | None = None) -> int | None:
+    """Open a ``system`` alert (a bad rules reload) through the rules in force; one per bad content."""
+    from worker import alerting
+    from worker.rules import routing
+
+    now = now or dt.datetime.now(dt.UTC)
+    content = {
+        "checkin_id": None, "patient_id": "(system)", "recorded_at": now.isoformat(), "condition": "system",
+        "crs_grade": None, "crs_grade_is_minimum": None, "icans_grade": None, "icans_floor": None, "news2": None,
+        "red_flags": [], "urgency": "urgent", "therapy_tier": None, "therapy_class": None, "in_risk_window": None,
+        "day_since_therapy": None, "age_years": None, "age_band": None, "unit": None, "labels": {},
+        "reasons": ["The rules file could not be reloaded; the last good rules stay in force.", *errors[:20]],
+        "advice": "An administrator must fix the rules file (crs-alert rules check).",
+    }  # fmt: skip
+    subj = alerting.subject_of(content)
+    decision = routing.decide(rules.rules.routes, subj)
+    episode = "rules:" + hashlib.sha256("\n".join(errors).encode()).hexdigest()[:24]  # same in every process
+    try:
+        with sessions.begin() as s:
+            out = alerting._open(s, content, subj, decision, rules, now, episode=episode, condition="system", actor="system")
+            return out.alert_id
+    except IntegrityError:  # another process raised the same admin alert first
+        return None
