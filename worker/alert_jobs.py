@@ -11,7 +11,10 @@ import datetime as dt
 from typing import Any
 
 from worker import alerting, delivery
+from worker.logs import get_logger
 from worker.runtime import Runtime, admin_alert, get_runtime
+
+log = get_logger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -46,9 +49,46 @@ def dispatch(runtime: Runtime | None = None, clock: Any = utcnow) -> delivery.Di
     return report
 
 
-def on_evaluations(session: Any, items: list[tuple[Any, Any, Any]], now: dt.datetime, runtime: Runtime | None = None) -> list[alerting.Outcome]:
-    """Pipeline hook: apply each (evaluation, patient or None, check-in therapy_start) to the
-    patient's alerts, in the batch's transaction, in recorded order."""
+def on_batch(session: Any, stored: list[tuple[Any, Any]], now: dt.datetime, runtime: Runtime | None = None) -> None:
+    """Pipeline hook (worker.pipeline.AlertHook): apply the batch's evaluations to alerts, in the
+    batch's transaction.
+
+    - Open alerts and enrollments of the batch's patients are read once for the whole batch.
+    - An evaluation whose route does not page, for a patient with nothing open, costs no query.
+    - Each evaluation runs in its own savepoint. A database failure fails the batch (it is not
+      acknowledged and comes back); any other failure is a bug: logged and audited as
+      ``alerting.failed`` with the check-in id, and the check-in itself stays stored.
+    """
+    from sqlalchemy import select
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.rules import routing
+    from worker.store.alert_tables import OPEN_STATES, Alert
+    from worker.store.models import Patient
+    from worker.store.repo import audit
+
     rt = runtime or get_runtime()
     rules = rt.rules.get()
-    return [alerting.on_evaluation(session, e, p, rules, now, episode=alerting.episode_of(p, start)) for e, p, start in items]
+    pids = {e.patient_id for e, _ in stored}
+    open_pids = set(session.scalars(select(Alert.patient_id).where(Alert.patient_id.in_(pids), Alert.state.in_(OPEN_STATES))))
+    patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.patient_id.in_(pids)))}
+    for evaluation, checkin in stored:
+        pid = evaluation.patient_id
+        patient = patients.get(pid)
+        if pid not in open_pids:
+            subj = alerting.subject_of(alerting._content(evaluation, patient, "clinical"))
+            if not routing.decide(rules.rules.routes, subj).page:
+                continue
+        try:
+            with session.begin_nested():
+                out = alerting.on_evaluation(session, evaluation, patient, rules, now,
+                                             episode=alerting.episode_of(patient, checkin.therapy_start))  # fmt: skip
+        except DBAPIError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            log.error("alerting_failed", checkin_id=evaluation.checkin_id, patient_id=pid, error_type=type(exc).__name__)
+            audit(session, at=now, actor="system", action="alerting.failed", subject=evaluation.checkin_id,
+                  patient_id=pid, error_type=type(exc).__name__)  # fmt: skip
+            continue
+        if out.action == "opened":
+            open_pids.add(pid)

@@ -19,6 +19,9 @@ from worker.settings import Settings, load_settings
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 DRAIN_TASK = "crs.drain_checkins"
+DISPATCH_TASK = "crs.dispatch_due"
+ESCALATE_TASK = "crs.escalate_due"
+MISSED_TASK = "crs.check_missed_checkins"
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict:

@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "worker.commands.run",
     "worker.commands.demo",
     "worker.commands.health",
+    "worker.commands.alerts",
+    "worker.commands.api",
     "worker.commands.channels",
 ]
 

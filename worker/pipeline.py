@@ -150,11 +150,18 @@ def _is_json(text: str) -> bool:
 # -- one transaction ---------------------------------------------------------------------------
 
 
+# Called once per batch, inside the batch's transaction, with every evaluation stored in it (and its
+# check-in), in per-patient order: alerting (worker.alert_jobs.on_batch) writes alert changes and
+# their notification rows in the same transaction as the check-ins they come from.
+AlertHook = Callable[[Session, list[tuple[Evaluation, CheckIn]], dt.datetime], None]
+
+
 @dataclass
 class _Batch:
     session: Session
     now: dt.datetime
     report: DrainReport = field(default_factory=DrainReport)
+    stored: list[tuple[Evaluation, CheckIn]] = field(default_factory=list)
 
     def reject(self, entry: Entry, refusal: Refusal) -> None:
         """Store the entry's raw bytes and every error. Never fails the batch: should the database
@@ -213,15 +220,17 @@ class _Batch:
         """Store one check-in inside a SAVEPOINT: a value the database cannot hold (e.g. a NUL
         character on PostgreSQL) rejects that entry only, never the batch. A database that is
         down still fails the whole batch (nothing is acknowledged)."""
-        snapshot = dict(latest)
+        snapshot, stored = dict(latest), len(self.stored)
         try:
             with self.session.begin_nested():
                 self._store(entry, checkin, payload, ev, latest)
         except DBAPIError as exc:
             if not isinstance(exc, DataError):
                 raise
+            del self.stored[stored:]  # rolled back with the savepoint: nothing to alert on
             self._unstorable(entry, checkin, exc, latest, snapshot)
         except (StatementError, UnicodeError, ValueError, TypeError) as exc:
+            del self.stored[stored:]
             self._unstorable(entry, checkin, exc, latest, snapshot)
 
     def _unstorable(self, entry: Entry, checkin: CheckIn, exc: BaseException, latest: dict, snapshot: dict) -> None:
@@ -259,6 +268,7 @@ class _Batch:
                  news2=ev.news2, urgency=ev.urgency.value, out_of_order=out_of_order, result=ev.as_dict()),
         ).scalar_one()
         self.report.evaluated += 1
+        self.stored.append((ev, checkin))  # out-of-order ones too: a late emergency report must still page
         if out_of_order:
             self.report.out_of_order += 1
             repo.audit(self.session, at=self.now, actor=ACTOR, action="checkin.out_of_order", subject=checkin.checkin_id,
@@ -315,8 +325,10 @@ def _sid_key(stream_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.datetime) -> DrainReport:
-    """Store the effects of ``entries`` in ONE transaction. Does not acknowledge anything."""
+def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.datetime,
+            alerts: AlertHook | None = None) -> DrainReport:
+    """Store the effects of ``entries`` (and, with ``alerts``, the alerts they raise) in ONE
+    transaction. Does not acknowledge anything."""
     with sessions.begin() as session:
         batch = _Batch(session, now)
         valid: list[tuple[Entry, Accepted]] = []
@@ -327,15 +339,18 @@ def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.da
             else:
                 valid.append((entry, decoded))
         batch.accept(valid)
+        if alerts is not None and batch.stored:
+            alerts(session, batch.stored, now)
     return batch.report
 
 
 # -- draining ----------------------------------------------------------------------------------
 
 
-def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionmaker[Session], now: dt.datetime) -> DrainReport:
+def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionmaker[Session], now: dt.datetime,
+                    alerts: AlertHook | None = None) -> DrainReport:
     started = time.perf_counter()
-    report = process(entries, sessions=sessions, now=now)  # commit ...
+    report = process(entries, sessions=sessions, now=now, alerts=alerts)  # commit ...
     report.acked = consumer.ack(e.stream_id for e in entries)  # ... THEN ack
     report.batches = 1
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -358,7 +373,7 @@ def _reject_vanished(deleted: list[str], sessions: sessionmaker[Session], now: d
 
 
 def drain_once(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Settings, now: dt.datetime,
-               consumer: Consumer | None = None) -> DrainReport:
+               consumer: Consumer | None = None, alerts: AlertHook | None = None) -> DrainReport:
     """Reclaim stale entries, then read and process one batch. Raises StoreUnavailable (having
     touched nothing) when the database does not answer. ``consumer`` defaults to one named after
     this host and process."""
@@ -389,14 +404,14 @@ def drain_once(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Set
             batch.report.acked = consumer.ack([entry.stream_id])
             report.add(batch.report)
         else:
-            report.add(_commit_and_ack(consumer, [entry], sessions, now))  # one per transaction
+            report.add(_commit_and_ack(consumer, [entry], sessions, now, alerts))  # one per transaction
     if claimed:
         log.info("entries_reclaimed", claimed=len(claimed), consumer=consumer.name)
 
     entries = consumer.read(settings.batch_size)
     report.read = len(entries)
     if entries:
-        report.add(_commit_and_ack(consumer, entries, sessions, now))
+        report.add(_commit_and_ack(consumer, entries, sessions, now, alerts))
     return report
 
 
@@ -406,14 +421,14 @@ def _peek_id(entry: Entry) -> str | None:
 
 
 def drain(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Settings, consumer: Consumer | None = None,
-          clock: Callable[[], dt.datetime] = utcnow, budget_s: float | None = None) -> DrainReport:
+          clock: Callable[[], dt.datetime] = utcnow, budget_s: float | None = None, alerts: AlertHook | None = None) -> DrainReport:
     """Process batches until the stream is drained (a short batch) or ``budget_s`` is spent."""
     consumer = consumer or Consumer(r, settings.stream_name, settings.group)
     budget = settings.drain_budget_s if budget_s is None else budget_s
     deadline = time.monotonic() + budget
     total = DrainReport()
     while True:
-        report = drain_once(r=r, sessions=sessions, settings=settings, consumer=consumer, now=clock())
+        report = drain_once(r=r, sessions=sessions, settings=settings, consumer=consumer, now=clock(), alerts=alerts)
         total.add(report)
         if report.read < settings.batch_size or time.monotonic() >= deadline:
             break

@@ -48,20 +48,32 @@ class Runtime:
     sessions: sessionmaker[Session]
     rules: RulesHolder
     _channels: dict[str, Any] | None = None
+    channel_errors: list[str] = field(default_factory=list)
     _rate_limits: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def channels(self) -> dict[str, Any]:
+        """The usable channels. Each is built on its own: one with a missing secret does not take
+        the others down; pages for it dead-letter to the failsafe on another channel, and the
+        problem is logged (and kept in ``channel_errors``) every time the channels are built."""
         with self._lock:
             if self._channels is None:
-                from worker.channels.registry import build_channels
+                from worker.channels.registry import ChannelConfigError, build_channels
+                from worker.logs import get_logger
 
+                self._channels, self.channel_errors = {}, []
                 path = self.settings.channels_path
-                if path and os.path.exists(path):
-                    specs, self._rate_limits = load_channels_file(path)
-                    self._channels = build_channels(specs)
+                if not path or not os.path.exists(path):
+                    self.channel_errors = [f"channels file {path!r} not found (CRS_CHANNELS_PATH): nothing can be delivered"]
                 else:
-                    self._channels = {}
+                    specs, self._rate_limits = load_channels_file(path)
+                    for name, spec in specs.items():
+                        try:
+                            self._channels.update(build_channels({name: spec}))
+                        except ChannelConfigError as exc:
+                            self.channel_errors.extend(exc.errors)
+                for problem in self.channel_errors:
+                    get_logger(__name__).error("channel_unusable", reason=problem)
             return self._channels
 
     @property
@@ -73,16 +85,18 @@ class Runtime:
 _runtime: tuple[int, Runtime] | None = None
 
 
-def get_runtime() -> Runtime:
-    """The process's runtime (rebuilt in a forked child)."""
+def get_runtime(sessions: sessionmaker[Session] | None = None, settings: Settings | None = None) -> Runtime:
+    """The process's runtime (rebuilt in a forked child); the worker passes its own sessions."""
     global _runtime
     if _runtime is None or _runtime[0] != os.getpid():
-        from worker.commands._common import store
         from worker.settings import load_settings
-        from worker.store.db import session_factory
 
-        settings = load_settings()
-        sessions = session_factory(store(settings))
+        settings = settings or load_settings()
+        if sessions is None:
+            from worker.commands._common import store
+            from worker.store.db import session_factory
+
+            sessions = session_factory(store(settings))
         holder = RulesHolder(settings.rules_path, on_failure=lambda errors, good: admin_alert(sessions, good, errors))
         _runtime = (os.getpid(), Runtime(settings, sessions, holder))
     return _runtime[1]

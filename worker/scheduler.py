@@ -31,7 +31,7 @@ from celery import Celery
 from redis.exceptions import LockError, RedisError
 
 from worker import heartbeat
-from worker.celery_app import DRAIN_TASK
+from worker.celery_app import DISPATCH_TASK, DRAIN_TASK, ESCALATE_TASK, MISSED_TASK
 from worker.logs import get_logger
 from worker.settings import Settings
 
@@ -89,11 +89,13 @@ class Scheduler:
 
     # -- jobs ------------------------------------------------------------------------------
     def send_drain(self) -> None:
+        self._send(DRAIN_TASK, self.settings.drain_interval_s)
+
+    def _send(self, task: str, interval_s: float) -> None:
         try:
-            self.app.send_task(DRAIN_TASK, queue=self.settings.celery_queue,
-                               expires=max(5.0, 5 * self.settings.drain_interval_s))
+            self.app.send_task(task, queue=self.settings.celery_queue, expires=max(5.0, 5 * interval_s))
         except Exception as exc:  # noqa: BLE001 - a lost tick is harmless; the next one follows
-            log.warning("tick_not_sent", error_type=type(exc).__name__)
+            log.warning("tick_not_sent", task=task, error_type=type(exc).__name__)
 
     def _keep_lock(self, sched: BlockingScheduler) -> None:
         if self.stop.is_set():
@@ -117,6 +119,11 @@ class Scheduler:
         sched = BlockingScheduler(timezone="UTC", job_defaults={"coalesce": True, "max_instances": 1,
                                                                 "misfire_grace_time": max(1, int(s.drain_interval_s * 2))})
         sched.add_job(self.send_drain, "interval", seconds=s.drain_interval_s, id="drain", next_run_time=_now())
+        # Alerting ticks: each task is idempotent (conditional updates, SKIP LOCKED claims), so a
+        # duplicate tick after a failover does nothing; timers live in the database, not in Celery.
+        for task, every in ((DISPATCH_TASK, s.dispatch_interval_s), (ESCALATE_TASK, s.escalate_interval_s),
+                            (MISSED_TASK, s.missed_interval_s)):  # fmt: skip
+            sched.add_job(self._send, "interval", seconds=every, args=[task, every], id=task, next_run_time=_now())
         keep_every = max(0.2, min(s.scheduler_lock_timeout_s / 3, 5.0))
         sched.add_job(self._keep_lock, "interval", seconds=keep_every, args=[sched], id="keep_lock")
         sched.add_job(self._watch_stop, "interval", seconds=0.5, args=[sched], id="watch_stop")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _NAME = r"^[A-Za-z0-9_.:-]+$"
@@ -63,6 +63,29 @@ class Settings(BaseSettings):
 
     log_level: Annotated[str, Field(pattern=r"^(?i:debug|info|warning|error|critical)$")] = "INFO"
     log_json: bool = True
+
+    # -- alerting (issue 4) and delivery (issue 5) -------------------------------------------
+    rules_path: str = "config/rules.yaml"
+    channels_path: str = "config/channels.yaml"
+    escalate_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    dispatch_interval_s: Annotated[float, Field(gt=0, le=300)] = 1.0
+    missed_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    delivery_max_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    delivery_max_age_s: Annotated[float, Field(ge=10, le=86_400)] = 1200.0
+    ack_secret: SecretStr | None = None  # signs acknowledgement links (at least 32 characters)
+    ack_link_max_age_s: Annotated[float, Field(ge=60, le=7 * 86_400)] = 43_200.0
+    public_url: Annotated[str | None, Field(pattern=r"^https?://[^\s]+$")] = None  # where the api is reached
+    api_tokens: SecretStr | None = None  # "client=token,client2=token2"
+    api_host: str = "127.0.0.1"
+    api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    twilio_auth_token: SecretStr | None = None  # verifies inbound SMS replies
+
+    @field_validator("ack_secret")
+    @classmethod
+    def _long_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is not None and len(v.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 random characters (it signs acknowledgement links)")
+        return v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Settings":
@@ -125,7 +148,7 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
-_SECRET_BEARING = {"REDIS_URL", "DATABASE_URL"}  # may embed a password: never echoed
+_SECRET_BEARING = {"REDIS_URL", "DATABASE_URL", "CRS_ACK_SECRET", "CRS_API_TOKENS", "CRS_TWILIO_AUTH_TOKEN"}  # may embed a password: never echoed
 
 
 def _env_name(field: str) -> str:
@@ -145,7 +168,7 @@ def load_settings(**overrides: Any) -> Settings:
             if err["loc"]:
                 name = _env_name(str(err["loc"][0]))
                 got = "" if name in _SECRET_BEARING else f" (got {err.get('input')!r})"
-                problems.append(f"{name}: {err['msg']}{got}")
+                problems.append(f"{name}: {str(err['msg']).removeprefix('Value error, ')}{got}")
             else:  # model-level cross checks already name their variables
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 problems.extend(msg.splitlines())

@@ -81,3 +81,30 @@ def configure_logging(s: "Settings") -> None:
     # one line per scheduler tick or migration plugin is noise, not information
     for name in ("apscheduler", "alembic"):
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def alerting_runtime(s: Settings, sessions):  # type: ignore[no-untyped-def]
+    """The alerting runtime (rules in force, channels) on ``sessions``; CommandError when the rules
+    file cannot be used: a process that cannot route a page must not start."""
+    from worker.rules.loader import RulesError
+    from worker.runtime import get_runtime
+
+    try:
+        return get_runtime(sessions=sessions, settings=s)
+    except RulesError as exc:
+        raise CommandError(f"the rules file is not valid, nothing was processed:\n{exc}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot read the rules file {s.rules_path} (CRS_RULES_PATH): {exc.strerror or exc}") from None
+
+
+def check_rules(s: Settings) -> None:
+    """CommandError (with every file:line) unless the rules file is valid."""
+    from worker.rules.loader import RulesError, load_rules_text
+
+    try:
+        with open(s.rules_path, encoding="utf-8") as fh:
+            load_rules_text(fh.read(), s.rules_path)
+    except RulesError as exc:
+        raise CommandError(f"the rules file is not valid; fix it first (crs-alert rules check):\n{exc}") from None
+    except OSError as exc:
+        raise CommandError(f"cannot read the rules file {s.rules_path} (CRS_RULES_PATH): {exc.strerror or exc}") from None

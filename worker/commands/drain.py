@@ -15,11 +15,12 @@ from worker.commands import _common
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("drain", help="process the pending check-ins once, in-process, then exit")
     p.add_argument("--budget", type=float, default=None, help="stop after this many seconds (default: until empty)")
+    p.add_argument("--no-deliver", action="store_true", help="do not deliver the notifications the alerts wrote")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker import pipeline
+    from worker import alert_jobs, pipeline
     from worker.intake import Consumer
     from worker.store.db import session_factory
 
@@ -31,14 +32,22 @@ def run(args: argparse.Namespace) -> int:
         try:
             r = _common.redis_client(handle.url)
             consumer = Consumer(r, s.stream_name, s.group)
-            report = pipeline.drain(r=r, sessions=session_factory(engine), settings=s, consumer=consumer,
-                                    budget_s=args.budget if args.budget is not None else 10**9)
+            sessions = session_factory(engine)
+            alerting = _common.alerting_runtime(s, sessions)
+            report = pipeline.drain(r=r, sessions=sessions, settings=s, consumer=consumer,
+                                    budget_s=args.budget if args.budget is not None else 10**9,
+                                    alerts=lambda session, stored, now: alert_jobs.on_batch(session, stored, now, alerting))
+            delivered = None if args.no_deliver else alert_jobs.dispatch(alerting)
         except pipeline.StoreUnavailable as exc:
-            print(json.dumps({"error": "database unavailable", "error_type": str(exc)}))
+            print(json.dumps({"error": "database unavailable", "error_type": type(exc).__name__}))
             return 3
         finally:
             handle.stop()
     except _common.CommandError as exc:
         return _common.fail(exc)
-    print(json.dumps(report.as_dict()))
+    out = report.as_dict()
+    if delivered is not None:
+        out["notifications_sent"] = delivered.sent
+        out["notifications_failed"] = delivered.dead
+    print(json.dumps(out))
     return 0

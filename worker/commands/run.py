@@ -29,6 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prepare():  # type: ignore[no-untyped-def]
     s = _common.settings()
+    _common.check_rules(s)  # a worker that cannot route a page must not start
     _common.configure_logging(s)
     handle = _common.redis_handle(s)  # exports REDIS_URL before the Celery app is imported
     _common.store(s)
