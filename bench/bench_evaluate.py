@@ -54,6 +54,8 @@ def make_payloads(n: int, seed: int = 7) -> list[bytes]:
                       "cerebral_edema": "none"},
         }  # fmt: skip
         v = doc["vitals"]
+        if age < 16:  # children's normal ranges (PALS), so a normal child is not flagged
+            v.update(heart_rate_bpm=rnd.randint(85, 100), respiratory_rate=rnd.randint(18, 20), systolic_bp=rnd.randint(100, 115))
         if kind >= 0.80:  # febrile
             v["temperature_c"] = round(rnd.uniform(38.0, 39.8), 1)
             v["heart_rate_bpm"] = rnd.randint(95, 125)

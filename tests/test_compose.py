@@ -268,7 +268,7 @@ def celery_limits(env: dict[str, str]) -> dict:
 
 def test_worker_grace_period_exceeds_the_celery_task_time_limit(services):
     worker = services["worker"]
-    env = {k: interpolate(v, {"POSTGRES_PASSWORD": "x"}) for k, v in environment(worker).items()}
+    env = {k: interpolate(v, {"POSTGRES_PASSWORD": "x", "CRS_ACK_SECRET": "s" * 40, "CRS_PUBLIC_URL": "https://crs.example"}) for k, v in environment(worker).items()}
     limits = celery_limits(env)
     grace = duration_s(worker["stop_grace_period"])
     assert limits["task_time_limit"], f"no task time limit configured ({limits})"

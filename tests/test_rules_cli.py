@@ -96,3 +96,15 @@ def test_check_reports_channel_config_errors_without_echoing_secrets(tmp_path):
     code, out, err = run("check", str(EXAMPLE), "--channels", str(channels))
     assert code == 1
     assert "sms" in out and "CANARY" not in out + err
+
+
+def test_check_validates_message_templates(tmp_path):
+    (tmp_path / "email.subject.j2").write_text("CRS {{ crs_grade }} {{ nosuchvar }}")
+    (tmp_path / "fax.text.j2").write_text("x")
+    code, out, _ = run("check", str(EXAMPLE), "--templates", str(tmp_path))
+    assert code == 1
+    assert "email.subject: undefined variable: 'nosuchvar' is undefined" in out
+    assert "unknown channel kind 'fax'" in out
+    (tmp_path / "email.subject.j2").write_text("[{{ urgency | upper }}] alert {{ alert_code }}")
+    (tmp_path / "fax.text.j2").unlink()
+    assert run("check", str(EXAMPLE), "--templates", str(tmp_path))[0] == 0

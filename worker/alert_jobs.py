@@ -42,7 +42,7 @@ def dispatch(runtime: Runtime | None = None, clock: Any = utcnow) -> delivery.Di
         max_age=dt.timedelta(seconds=st.delivery_max_age_s),
         rate_per_minute=rt.rate_limits,
     )
-    report = delivery.dispatch_due(rt.sessions, rt.channels(), clock, policy=policy, links=links)
+    report = delivery.dispatch_due(rt.sessions, rt.channels(), clock, policy=policy, links=links, templates=rt.templates())
     if report.template_errors:  # the built-in message went out; an administrator must fix the template
         admin_alert(rt.sessions, rt.rules.get(), ["A message template failed; the built-in message was sent.",
                                                   *report.template_errors])  # fmt: skip

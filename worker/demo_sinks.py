@@ -27,6 +27,7 @@ class Received:
     to: str
     reference: str
     summary: str
+    patient: str = ""  # the pseudonymous patient reference of a webhook event
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Sinks:
                         return self._reply(401, {"error": "bad signature"})
                     event = json.loads(body)
                     sinks.record(Received(now, "webhook", self.path, self.headers.get("webhook-id", ""),
-                                          f"{event.get('type')} verified signature"))  # fmt: skip
+                                          f"{event.get('type')} verified signature", str(event.get("patient_ref", ""))))  # fmt: skip
                     return self._reply(200, {"ok": True})
                 if self.path.endswith("/Messages.json"):
                     form = {k: v[0] for k, v in parse_qs(body.decode()).items()}

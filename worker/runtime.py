@@ -49,6 +49,7 @@ class Runtime:
     rules: RulesHolder
     _channels: dict[str, Any] | None = None
     channel_errors: list[str] = field(default_factory=list)
+    _templates: Any = None
     _rate_limits: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -75,6 +76,16 @@ class Runtime:
                 for problem in self.channel_errors:
                     get_logger(__name__).error("channel_unusable", reason=problem)
             return self._channels
+
+    def templates(self) -> Any:
+        """The custom message templates (CRS_TEMPLATES_DIR), or None for the built-in messages."""
+        if self.settings.templates_dir is None:
+            return None
+        if self._templates is None:
+            from worker.messages import Templates
+
+            self._templates = Templates.from_directory(self.settings.templates_dir)
+        return self._templates
 
     @property
     def rate_limits(self) -> dict[str, int]:

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     # -- alerting (issue 4) and delivery (issue 5) -------------------------------------------
     rules_path: str = "config/rules.yaml"
     channels_path: str = "config/channels.yaml"
+    templates_dir: str | None = None  # per-channel message templates (<kind>.<part>.j2); built-in when unset
     escalate_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
     dispatch_interval_s: Annotated[float, Field(gt=0, le=300)] = 1.0
     missed_interval_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
@@ -79,6 +80,11 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     twilio_auth_token: SecretStr | None = None  # verifies inbound SMS replies
+
+    @field_validator("ack_secret", "public_url", "api_tokens", "twilio_auth_token", "templates_dir", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: Any) -> Any:
+        return None if v == "" else v  # compose passes ${VAR:-} as an empty string
 
     @field_validator("ack_secret")
     @classmethod

@@ -267,3 +267,25 @@ def test_concurrent_dispatchers_send_each_notification_once(sessions, channels, 
     refs = [ref for _, ref in receiver.got]
     assert len(refs) == 30 and len(set(refs)) == 30
     assert {r.status for r in rows(sessions)} == {"sent"}
+
+
+def test_a_failing_template_falls_back_to_the_builtin_message_and_is_reported(sessions, channels, receiver):
+    from worker.messages import Templates
+
+    open_alert(sessions)
+    broken = Templates({"webhook.subject": "{{ no_such_field }}"})
+    report = delivery.dispatch_due(sessions, channels, Clock(T0), templates=broken)
+    assert report.sent == 1  # the built-in message went out
+    assert report.template_errors and "no_such_field" in report.template_errors[0]
+
+
+def test_a_failed_rules_reload_opens_an_admin_alert_that_pages(sessions):
+    from worker.runtime import admin_alert
+
+    alert_id = admin_alert(sessions, RULES, ["rules.yaml:3:5: undefined receiver 'x'"], now=T0)
+    assert admin_alert(sessions, RULES, ["rules.yaml:3:5: undefined receiver 'x'"], now=T0) is None  # one per content
+    with sessions() as s:
+        a = s.get(Alert, alert_id)
+        assert (a.condition, a.patient_id, a.state) == ("system", "(system)", "triggered")
+        assert "could not be reloaded" in a.content["reasons"][0]
+        assert [n.receiver for n in s.scalars(select(Notification).where(Notification.alert_id == alert_id))] == ["nurse"]

@@ -108,3 +108,20 @@ def check_rules(s: Settings) -> None:
         raise CommandError(f"the rules file is not valid; fix it first (crs-alert rules check):\n{exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot read the rules file {s.rules_path} (CRS_RULES_PATH): {exc.strerror or exc}") from None
+    problems = template_problems(s.templates_dir)
+    if problems:
+        raise CommandError("the message templates are not valid (CRS_TEMPLATES_DIR):\n" + "\n".join(problems))
+
+
+def template_problems(directory: str | None) -> list[str]:
+    """Every error of the templates in ``directory`` (rendered against fixtures); [] when unset."""
+    if directory is None:
+        return []
+    import os
+
+    from worker.channels.registry import load_channel_kinds
+    from worker.messages import Templates, validate_templates
+
+    if not os.path.isdir(directory):
+        return [f"{directory}: not a directory"]
+    return validate_templates(Templates.from_directory(directory), known_kinds=set(load_channel_kinds()))

@@ -33,6 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--channels", default=None,
                    help=f"channels file the contacts must match (default: $CRS_CHANNELS_PATH or {DEFAULT_CHANNELS}; "
                         "'none' skips the check)")  # fmt: skip
+    c.add_argument("--templates", default=None, help="message templates directory to validate too (default: $CRS_TEMPLATES_DIR)")
     c.set_defaults(func=check)
     t = rsub.add_parser("test", help="evaluate check-ins and print route, receivers and escalation timeline")
     t.add_argument("checkins", metavar="CHECKIN", help='a check-in file (JSON object, array or JSON Lines), or "-"')
@@ -87,9 +88,12 @@ def check(args: argparse.Namespace) -> int:
             print(err)
         print(f"{path}: {len(exc.errors) + len(channel_errors)} error(s); the file was not accepted", file=sys.stderr)
         return 1
+    from worker.commands._common import template_problems
+
+    channel_errors += template_problems(args.templates or os.environ.get("CRS_TEMPLATES_DIR"))
     if channel_errors:
         print("\n".join(channel_errors))
-        print(f"{channels_path}: {len(channel_errors)} error(s)", file=sys.stderr)
+        print(f"{len(channel_errors)} error(s) in the channels or templates", file=sys.stderr)
         return 1
     r = loaded.rules
     routes = _count_routes(r.routes)
