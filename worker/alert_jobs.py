@@ -76,7 +76,7 @@ def on_batch(session: Any, stored: list[tuple[Any, Any]], now: dt.datetime, runt
         pid = evaluation.patient_id
         patient = patients.get(pid)
         if pid not in open_pids:
-            subj = alerting.subject_of(alerting._content(evaluation, patient, "clinical"))
+            subj = alerting.subject_of(alerting.content_of(evaluation, patient, "clinical"))
             if not routing.decide(rules.rules.routes, subj).page:
                 continue
         try:

@@ -59,7 +59,8 @@ def episode_of(patient: Patient | None, therapy_start: dt.date | None = None) ->
     return start.isoformat() if start else "unenrolled"
 
 
-def _content(evaluation: Any, patient: Patient | None, condition: str) -> dict[str, Any]:
+def content_of(evaluation: Any, patient: Patient | None, condition: str) -> dict[str, Any]:
+    """What an alert shows and routes on: the evaluation, the condition, the patient's unit and labels."""
     data = evaluation.as_dict() if hasattr(evaluation, "as_dict") else dict(evaluation)
     data["condition"] = condition
     data["unit"] = patient.unit if patient is not None else None
@@ -213,7 +214,7 @@ def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, lo
                   *, episode: str, actor: str = SYSTEM) -> Outcome:  # fmt: skip
     """Apply one evaluation to the patient's alerts (call inside the batch's transaction)."""
     _resolve_missed_checkin(session, evaluation.patient_id, now, evaluation.checkin_id)
-    content = _content(evaluation, patient, "clinical")
+    content = content_of(evaluation, patient, "clinical")
     subj = subject_of(content)
     decision = routing.decide(loaded.rules.routes, subj)
     alert = session.scalars(
@@ -223,7 +224,7 @@ def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, lo
     if alert is None:
         if not decision.page:
             return Outcome("not_paged")
-        return _open(session, content, subj, decision, loaded, now, episode=episode, condition="clinical", actor=actor)
+        return open_alert(session, content, subj, decision, loaded, now, episode=episode, condition="clinical", actor=actor)
 
     kind, why = policy.assess(policy.Worst(**_worst_args(alert.worst)), subj)
     newer = _when(content) >= _when(alert.content)
@@ -278,7 +279,7 @@ def _worst_json(worst: policy.Worst) -> dict[str, Any]:
             "urgency": worst.urgency}  # fmt: skip
 
 
-def _open(session: Session, content: dict[str, Any], subj: dict[str, Any], decision: routing.Decision,
+def open_alert(session: Session, content: dict[str, Any], subj: dict[str, Any], decision: routing.Decision,
           loaded: LoadedRules, now: dt.datetime, *, episode: str, condition: str, actor: str) -> Outcome:  # fmt: skip
     worst = policy.merge_worst(None, {**subj, "crs_grade": subj["crs_grade"] or 0, "icans_grade": subj["icans_grade"] or 0})
     alert = Alert(
@@ -475,6 +476,6 @@ def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> lis
         }  # fmt: skip
         subj = subject_of(content)
         decision = routing.decide(loaded.rules.routes, subj)
-        outcome = _open(session, content, subj, decision, loaded, now, episode=episode, condition="missed_checkin", actor=SYSTEM)
+        outcome = open_alert(session, content, subj, decision, loaded, now, episode=episode, condition="missed_checkin", actor=SYSTEM)
         opened.append(outcome.alert_id)
     return opened

@@ -132,7 +132,7 @@ def admin_alert(sessions: sessionmaker[Session], rules: LoadedRules, errors: lis
     episode = "rules:" + hashlib.sha256("\n".join(errors).encode()).hexdigest()[:24]  # same in every process
     try:
         with sessions.begin() as s:
-            out = alerting._open(s, content, subj, decision, rules, now, episode=episode, condition="system", actor="system")
+            out = alerting.open_alert(s, content, subj, decision, rules, now, episode=episode, condition="system", actor="system")
             return out.alert_id
     except IntegrityError:  # another process raised the same admin alert first
         return None
