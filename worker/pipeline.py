@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -106,6 +107,9 @@ class Refusal:
 class Accepted:
     checkin: CheckIn
     document: dict  # the producer's JSON object as received (validated), stored verbatim
+    # The text holds a \u escape of NUL or of a surrogate (the only way such a character gets into a
+    # valid JSON document): a value some database refuses, so the entry is stored the careful way.
+    suspect: bool = False
 
 
 def decode(entry: Entry) -> Accepted | Refusal:
@@ -133,10 +137,14 @@ def decode(entry: Entry) -> Accepted | Refusal:
         return Refusal("invalid", [FieldError("(document)", f"Unreadable document ({type(exc).__name__}); "
                                                             "check-ins are flat objects nested at most two levels")])
     try:
-        return Accepted(checkin, json.loads(text))
+        return Accepted(checkin, json.loads(text), _UNSAFE_ESCAPE.search(text) is not None)
     except (RecursionError, ValueError) as exc:  # e.g. a number beyond Python's int-parsing limit
         return Refusal("invalid", [FieldError("(document)", f"Valid check-in that cannot be stored verbatim ({type(exc).__name__})")],
                        checkin.checkin_id)
+
+
+# \u0000 (NUL) and \uD800-\uDFFF (surrogates, paired or not: checked conservatively), any case.
+_UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def _is_json(text: str) -> bool:
@@ -196,12 +204,21 @@ class _Batch:
         return min(checkin.recorded_at, self.now)
 
     def accept(self, pairs: list[tuple[Entry, Accepted]]) -> None:
-        """Evaluate and store valid check-ins, per patient in effective_at order."""
+        """Evaluate and store valid check-ins, per patient in effective_at order.
+
+        Fast path: a few multi-row statements for the whole batch (``_store_all``), inside one
+        SAVEPOINT. Should the database refuse a value anyway (DataError), or should a document hold
+        a value some database cannot store (a NUL character, an unpaired surrogate: checked here in
+        Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
+        SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
+        the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
         pairs = sorted(pairs, key=lambda p: (p[1].checkin.patient_id, self.effective(p[1].checkin), _sid_key(p[0].stream_id)))
         pids = {a.checkin.patient_id for _, a in pairs}
         repo.lock_patients(self.session, pids)
         ctx = repo.contexts(self.session, pids)
         latest = repo.latest_states(self.session, pids)
+        items: list[tuple[Entry, CheckIn, dict, Evaluation]] = []
+        suspect = False
         for entry, accepted in pairs:
             checkin = accepted.checkin
             try:
@@ -213,7 +230,105 @@ class _Batch:
                     "(document)", f"The evaluator failed on this check-in ({type(exc).__name__}); stored for review, not evaluated")],
                     checkin.checkin_id))
                 continue
-            self._store_or_refuse(entry, checkin, accepted.document, evaluation, latest)
+            items.append((entry, checkin, accepted.document, evaluation))
+            suspect = suspect or accepted.suspect
+        if not items:
+            return
+        if not suspect:
+            report, stored = self.report.as_dict(), len(self.stored)
+            try:
+                with self.session.begin_nested():
+                    emit = self._store_all(items, latest)
+            except DBAPIError as exc:
+                if not isinstance(exc, DataError):
+                    raise
+                self._restore(report, stored)
+                log.warning("batch_fast_path_refused", error_type=type(exc).__name__, entries=len(items))
+            except (StatementError, UnicodeError, ValueError, TypeError) as exc:
+                self._restore(report, stored)
+                log.warning("batch_fast_path_refused", error_type=type(exc).__name__, entries=len(items))
+            else:
+                for event, kw in emit:
+                    log.info(event, **kw)
+                return
+        for entry, checkin, document, evaluation in items:  # the per-entry safety net
+            self._store_or_refuse(entry, checkin, document, evaluation, latest)
+
+    def _restore(self, report: dict[str, int], stored: int) -> None:
+        for name, value in report.items():  # the fast path's savepoint was rolled back
+            setattr(self.report, name, value)
+        del self.stored[stored:]
+
+    def _store_all(self, items: list[tuple[Entry, CheckIn, dict, Evaluation]],
+                   latest: dict[str, repo.PatientState]) -> list[tuple[str, dict]]:
+        """``_store`` for every item at once: one INSERT per table. Returns the log events to emit
+        once the statements have succeeded (so a refused batch logs nothing twice)."""
+        session, now = self.session, self.now
+        first: dict[str, int] = {}  # checkin_id -> index of its first item (in per-patient order)
+        for i, (_, checkin, _, _) in enumerate(items):
+            first.setdefault(checkin.checkin_id, i)
+        row_ids = {cid: rid for rid, cid in repo.insert_many_ignore(
+            session, CheckinRow.__table__,
+            [dict(checkin_id=items[i][1].checkin_id, patient_id=items[i][1].patient_id, recorded_at=items[i][1].recorded_at,
+                  received_at=now, stream_id=items[i][0].stream_id, payload=items[i][2]) for i in first.values()],
+            ("checkin_id",), ("id", "checkin_id"))}
+        # patient -> (evaluation id, or the checkin_id of an evaluation of this batch; effective_at; state)
+        state: dict[str, tuple[int | str, dt.datetime, repo.PatientState]] = {
+            pid: (s.evaluation_id, s.effective_at, s) for pid, s in latest.items()}
+        # Walk in per-patient order as _store does; evaluation ids are known only after the INSERT,
+        # so an in-batch predecessor is referred to by its checkin_id until then.
+        new: list[tuple[int, dt.datetime, bool, object, object]] = []  # (item, effective_at, out_of_order, previous, transition)
+        known: list[int] = []
+        for i, (entry, checkin, _, ev) in enumerate(items):
+            if checkin.checkin_id not in row_ids or first[checkin.checkin_id] != i:
+                known.append(i)
+                continue
+            previous = state.get(checkin.patient_id)
+            effective_at = self.effective(checkin)
+            out_of_order = previous is not None and effective_at < previous[1]
+            transition = None
+            if not out_of_order:
+                transition = compare(previous[2] if previous is not None else None, ev)
+                state[checkin.patient_id] = (checkin.checkin_id, effective_at, repo.PatientState(
+                    0, effective_at, ev.crs_grade, ev.icans_grade, ev.icans_floor, tuple(ev.red_flags), ev.urgency))
+            new.append((i, effective_at, out_of_order, previous, transition))
+        eval_ids = dict((cid, eid) for eid, cid in repo.insert_many(session, EvaluationRow.__table__, [
+            dict(checkin_row_id=row_ids[items[i][1].checkin_id], checkin_id=items[i][3].checkin_id,
+                 patient_id=items[i][3].patient_id, recorded_at=items[i][3].recorded_at, effective_at=effective_at,
+                 evaluated_at=now, crs_grade=items[i][3].crs_grade, crs_grade_is_minimum=items[i][3].crs_grade_is_minimum,
+                 icans_grade=items[i][3].icans_grade, icans_floor=items[i][3].icans_floor, red_flags=list(items[i][3].red_flags),
+                 news2=items[i][3].news2, urgency=items[i][3].urgency.value, out_of_order=out_of_order, result=items[i][3].as_dict())
+            for i, effective_at, out_of_order, _, _ in new], ("id", "checkin_id")))
+        emit: list[tuple[str, dict]] = []
+        transitions = []
+        for i, effective_at, out_of_order, previous, transition in new:
+            entry, checkin, _, ev = items[i]
+            if effective_at < checkin.recorded_at:
+                repo.audit(session, at=now, actor=ACTOR, action="checkin.future_dated", subject=checkin.checkin_id,
+                           patient_id=checkin.patient_id, ahead_s=(checkin.recorded_at - now).total_seconds())
+            self.report.evaluated += 1
+            self.stored.append((ev, checkin))  # out-of-order ones too: a late emergency report must still page
+            previous_id = None if previous is None else previous[0] if isinstance(previous[0], int) else eval_ids[previous[0]]
+            if out_of_order:
+                self.report.out_of_order += 1
+                repo.audit(session, at=now, actor=ACTOR, action="checkin.out_of_order", subject=checkin.checkin_id,
+                           patient_id=checkin.patient_id, latest_evaluation_id=previous_id)
+                emit.append(("checkin_out_of_order", dict(checkin_id=checkin.checkin_id, patient_id=checkin.patient_id)))
+                continue
+            if transition is not None:
+                transitions.append(dict(evaluation_id=eval_ids[ev.checkin_id], previous_evaluation_id=previous_id,
+                                        patient_id=ev.patient_id, checkin_id=ev.checkin_id, kinds=list(transition.kinds),
+                                        urgency=ev.urgency.value, detail=transition.as_dict(), created_at=now))
+                self.report.transitions += 1
+                emit.append(("patient_transition", dict(checkin_id=ev.checkin_id, patient_id=ev.patient_id,
+                                                        transition=list(transition.kinds), urgency=ev.urgency.value,
+                                                        crs_grade=ev.crs_grade, icans_grade=ev.icans_grade,
+                                                        red_flags=list(ev.red_flags))))
+        repo.insert_many(session, TransitionRow.__table__, transitions)
+        for i in known:  # a redelivery or a duplicate (also of an earlier entry of this batch)
+            entry, checkin, payload, _ = items[i]
+            self._known(entry, checkin, payload)
+        return emit
 
     def _store_or_refuse(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
                          latest: dict[str, repo.PatientState]) -> None:

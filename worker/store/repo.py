@@ -8,11 +8,13 @@ whether its row is new from the returned id.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import JSON, Table, Text, bindparam, cast, func, select, text
+from sqlalchemy.types import ARRAY
 from sqlalchemy.orm import Session
 
 from worker.domain import PatientContext, Urgency
@@ -42,12 +44,98 @@ def insert_ignore(session: Session, table: Table, values: dict[str, Any], confli
 
 def lock_patients(session: Session, patient_ids: Iterable[str]) -> None:
     """Serialise concurrent batches touching the same patient (PostgreSQL advisory transaction
-    locks, taken in sorted order so two batches cannot deadlock). SQLite's BEGIN IMMEDIATE already
-    serialises every writer."""
+    locks, taken in sorted order so two batches cannot deadlock; all of them in one statement).
+    SQLite's BEGIN IMMEDIATE already serialises every writer."""
     if session.get_bind().dialect.name != "postgresql":
         return
-    for pid in sorted(set(patient_ids)):
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:p, 0))"), {"p": pid})
+    pids = sorted(set(patient_ids))
+    if not pids:
+        return
+    # unnest ... WITH ORDINALITY keeps the array's (sorted) order; the volatile lock function in
+    # the target list is evaluated after the ORDER BY (PostgreSQL >= 9.6), so locks are taken in order.
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(t.p, 0)) "
+             "FROM unnest(CAST(:ps AS text[])) WITH ORDINALITY AS t(p, i) ORDER BY t.i"),
+        {"ps": pids},
+    ).all()
+
+
+def insert_many_ignore(session: Session, table: Table, rows: list[dict[str, Any]], conflict: Sequence[str],
+                       returning: Sequence[str]) -> list[Any]:
+    """Insert ``rows`` (multi-row INSERT ... ON CONFLICT DO NOTHING RETURNING ``returning``); the
+    returned rows are the new ones only, in no particular order (match them on a unique column)."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_insert_unnest(session, table, rows, returning, conflict)
+    stmt = _dialect_insert(session, table).on_conflict_do_nothing(index_elements=list(conflict))
+    return list(session.execute(stmt.returning(*(table.c[c] for c in returning)), rows).all())
+
+
+def insert_many(session: Session, table: Table, rows: list[dict[str, Any]],
+                returning: Sequence[str] = ()) -> list[Any]:
+    """Insert ``rows`` (multi-row INSERT, RETURNING ``returning`` when given, in no particular order)."""
+    if not rows:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        return _pg_insert_unnest(session, table, rows, returning)
+    if not returning:
+        session.execute(table.insert(), rows)
+        return []
+    return list(session.execute(table.insert().returning(*(table.c[c] for c in returning)), rows).all())
+
+
+def _pg_insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]], returning: Sequence[str],
+                      conflict: Sequence[str] | None = None) -> list[Any]:
+    """PostgreSQL: ``INSERT INTO t (...) SELECT ... FROM json_to_recordset(:rows)``: every row in ONE
+    JSON parameter, so the statement stays small whatever the number of rows (a VALUES list of
+    thousands of placeholders costs more to build and parse than to execute), and a JSON column's
+    value is passed as the JSON it is. Values go through the columns' own bind processing first
+    (UTCDateTime's checks included)."""
+    dialect = session.get_bind().dialect
+    names = list(rows[0])
+    types, processors = [], []
+    for name in names:
+        col = table.c[name]
+        if isinstance(col.type, JSON):
+            types.append("json")
+            processors.append(None)
+        else:
+            types.append(col.type.compile(dialect=dialect))
+            processors.append(col.type._cached_bind_processor(dialect))
+    data = []
+    for row in rows:
+        out = {}
+        for name, process in zip(names, processors):
+            v = row[name]
+            if process is not None:
+                v = process(v)
+            if isinstance(v, (dt.datetime, dt.date)):
+                v = v.isoformat()
+            out[name] = v
+        data.append(out)
+    serialize = getattr(dialect, "_json_serializer", None) or json.dumps
+    sql = (f"INSERT INTO {table.name} ({', '.join(names)}) SELECT {', '.join(f'r.{n}' for n in names)} "
+           f"FROM json_to_recordset(CAST(:rows AS json)) AS r({', '.join(f'{n} {t}' for n, t in zip(names, types))})")
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    params = {"rows": serialize(data)}
+    if not returning:
+        session.execute(text(sql), params)
+        return []
+    sql += f" RETURNING {', '.join(returning)}"
+    return list(session.execute(text(sql).columns(*(table.c[c] for c in returning)), params).all())
+
+
+def _dialect_insert(session: Session, table: Table) -> Any:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # pragma: no cover - only the two supported backends
+        raise RuntimeError(f"unsupported database backend {dialect!r}")
+    return insert(table)
 
 
 def audit(session: Session, *, at: dt.datetime, actor: str, action: str, subject: str | None, **detail: Any) -> None:
@@ -106,10 +194,17 @@ def list_patients(session: Session) -> list[Patient]:
 
 def contexts(session: Session, patient_ids: Iterable[str]) -> dict[str, PatientContext]:
     ids = sorted(set(patient_ids))
-    rows = session.scalars(select(Patient).where(Patient.patient_id.in_(ids))) if ids else []
+    if not ids:
+        return {}
+    query = select(Patient.patient_id, Patient.age_years, Patient.therapy, Patient.therapy_start)
+    if session.get_bind().dialect.name == "postgresql":  # one array parameter, not one placeholder per patient
+        query = query.where(Patient.patient_id == func.any(cast(bindparam("ids", ids, type_=ARRAY(Text)), ARRAY(Text))))
+    else:
+        query = query.where(Patient.patient_id.in_(ids))
+    rows = session.execute(query)
     return {
-        p.patient_id: PatientContext(age_years=p.age_years, therapy=p.therapy, therapy_start=p.therapy_start)
-        for p in rows
+        pid: PatientContext(age_years=age, therapy=therapy, therapy_start=start)
+        for pid, age, therapy, start in rows
     }
 
 
@@ -134,10 +229,43 @@ class PatientState:
                    tuple(row.red_flags), Urgency(row.urgency))
 
 
+_STATE_COLUMNS = ("id", "patient_id", "effective_at", "crs_grade", "icans_grade", "icans_floor", "red_flags", "urgency")
+_LATEST_SQL = {
+    # one index probe per patient (ix_evaluations_patient_effective), never the whole history
+    "postgresql": "SELECT {ecols} FROM unnest(CAST(:pids AS text[])) AS p(pid) CROSS JOIN LATERAL "
+                  "(SELECT {cols} FROM evaluations WHERE patient_id = p.pid ORDER BY effective_at DESC, id DESC LIMIT 1) AS e",
+    "sqlite": "SELECT {ecols} FROM json_each(:pids) AS p JOIN evaluations AS e ON e.id = "
+              "(SELECT x.id FROM evaluations AS x WHERE x.patient_id = p.value ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)",
+}
+
+
 def latest_states(session: Session, patient_ids: Iterable[str]) -> dict[str, PatientState]:
-    """Each patient's latest evaluation: greatest effective_at, ties broken by arrival (id)."""
+    """Each patient's latest evaluation: greatest effective_at, ties broken by arrival (id). One
+    query for all the patients, reading only the columns ``compare`` needs (not ``result``)."""
+    pids = sorted(set(patient_ids))
+    if not pids:
+        return {}
+    dialect = session.get_bind().dialect.name
+    c = EvaluationRow.__table__.c
+    if dialect == "postgresql":
+        sql = _LATEST_SQL[dialect].format(ecols=", ".join(f"e.{n}" for n in _STATE_COLUMNS), cols=", ".join(_STATE_COLUMNS))
+        params: dict[str, Any] = {"pids": pids}
+    elif dialect == "sqlite":
+        sql = _LATEST_SQL[dialect].format(ecols=", ".join(f"e.{n}" for n in _STATE_COLUMNS))
+        params = {"pids": json.dumps(pids)}
+    else:  # pragma: no cover
+        return _latest_states_each(session, pids)
+    stmt = text(sql).columns(*(c[n] for n in _STATE_COLUMNS))
     out: dict[str, PatientState] = {}
-    for pid in sorted(set(patient_ids)):
+    for r in session.execute(stmt, params):
+        out[r.patient_id] = PatientState(r.id, r.effective_at, r.crs_grade, r.icans_grade, r.icans_floor,
+                                         tuple(r.red_flags), Urgency(r.urgency))
+    return out
+
+
+def _latest_states_each(session: Session, pids: list[str]) -> dict[str, PatientState]:  # pragma: no cover
+    out: dict[str, PatientState] = {}
+    for pid in pids:
         row = session.scalars(
             select(EvaluationRow)
             .where(EvaluationRow.patient_id == pid)
