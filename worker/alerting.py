@@ -68,31 +68,7 @@ def content_of(evaluation: Any, patient: Patient | None, condition: str) -> dict
     return data
 
 
-def subject_of(content: dict[str, Any]) -> dict[str, Any]:
-    """The matcher subject of an alert's stored content."""
-    level = content.get("icans_grade")
-    if level is None:
-        level = content.get("icans_floor")
-    subj = {
-        "condition": content.get("condition", "clinical"),
-        "patient_id": content["patient_id"],
-        "crs_grade": content.get("crs_grade"),
-        "crs_grade_is_minimum": content.get("crs_grade_is_minimum"),
-        "icans_grade": level,
-        "news2": content.get("news2"),
-        "urgency": content["urgency"],
-        "red_flags": tuple(content.get("red_flags") or ()),
-        "risk_tier": content.get("therapy_tier"),
-        "therapy_class": content.get("therapy_class"),
-        "in_risk_window": content.get("in_risk_window"),
-        "age_band": content.get("age_band"),
-        "age_years": content.get("age_years"),
-        "day_since_therapy": content.get("day_since_therapy"),
-        "unit": content.get("unit"),
-    }
-    for key, value in (content.get("labels") or {}).items():
-        subj[f"labels.{key}"] = value
-    return subj
+subject_of = policy.subject_from_content  # the matcher fields of an alert's stored content
 
 
 def _snapshot(loaded: LoadedRules, policy_name: str, notify: tuple[str, ...]) -> dict[str, Any]:

@@ -23,35 +23,46 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from worker.domain import EMERGENCY_FLAGS, Urgency
+from worker.domain import EMERGENCY_FLAGS
 from worker.rules.matchers import URGENCY_ORDER, all_match
 from worker.rules.models import Inhibit, QuietHours, Silence
 
 
+def subject_from_content(content: dict[str, Any]) -> dict[str, Any]:
+    """The fields matchers read, from an evaluation's JSON (Evaluation.as_dict(), as stored on an
+    alert) plus ``condition``, ``unit`` and ``labels``. The one place this mapping is written.
+
+    ``icans_grade`` is the ICANS level: the grade, or its proven floor when the grade is null.
+    """
+    level = content.get("icans_grade")
+    if level is None:
+        level = content.get("icans_floor")
+    subj = {
+        "condition": content.get("condition", "clinical"),
+        "patient_id": content["patient_id"],
+        "crs_grade": content.get("crs_grade"),
+        "crs_grade_is_minimum": content.get("crs_grade_is_minimum"),
+        "icans_grade": level,
+        "news2": content.get("news2"),
+        "urgency": content["urgency"],
+        "red_flags": tuple(content.get("red_flags") or ()),
+        "risk_tier": content.get("therapy_tier"),
+        "therapy_class": content.get("therapy_class"),
+        "in_risk_window": content.get("in_risk_window"),
+        "age_band": content.get("age_band"),
+        "age_years": content.get("age_years"),
+        "day_since_therapy": content.get("day_since_therapy"),
+        "unit": content.get("unit"),
+    }
+    for key, value in (content.get("labels") or {}).items():
+        subj[f"labels.{key}"] = value
+    return subj
+
+
 def subject(evaluation: Any, *, condition: str = "clinical", unit: str | None = None,
             labels: dict[str, str] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The fields matchers read, from an Evaluation (or any object with the same attributes)."""
-    level = evaluation.icans_grade if evaluation.icans_grade is not None else evaluation.icans_floor
-    out = {
-        "condition": condition,
-        "patient_id": evaluation.patient_id,
-        "crs_grade": evaluation.crs_grade,
-        "crs_grade_is_minimum": evaluation.crs_grade_is_minimum,
-        "icans_grade": level,
-        "news2": evaluation.news2,
-        "urgency": Urgency(evaluation.urgency).value,
-        "red_flags": tuple(evaluation.red_flags),
-        "risk_tier": evaluation.therapy_tier,
-        "therapy_class": evaluation.therapy_class,
-        "in_risk_window": evaluation.in_risk_window,
-        "age_band": evaluation.age_band,
-        "age_years": evaluation.age_years,
-        "day_since_therapy": evaluation.day_since_therapy,
-        "unit": unit,
-    }
-    for key, value in (labels or {}).items():
-        out[f"labels.{key}"] = value
-    return out
+    """The matcher fields of an Evaluation for a patient of ``unit`` with ``labels``."""
+    return subject_from_content({**evaluation.as_dict(), "condition": condition, "unit": unit, "labels": labels or {}})
 
 
 @dataclass(frozen=True, slots=True)
