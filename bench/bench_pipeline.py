@@ -299,16 +299,26 @@ def run_raw(scratch: Scratch, payloads: list[bytes], batch: int) -> dict:
     return dict(submit_s=t_submit, drain_s=t_drain, rate=got / t_drain, n=got)
 
 
-def run_pipeline(scratch: Scratch, backend: str, payloads, enrollments, batch: int, profile: str | None) -> dict:
-    from worker import pipeline
+def run_pipeline(scratch: Scratch, backend: str, payloads, enrollments, batch: int, profile: str | None,
+                 alerting: bool = True) -> dict:
+    from worker import alert_jobs, pipeline, runtime
     from worker.intake import Consumer, submit
 
-    ns = scratch.namespace(f"pipe-{backend[:2]}")
-    url = scratch.db_url(backend, f"pipe_{backend[:2]}")
+    tag = f"{backend[:2]}{'' if alerting else '-noal'}"
+    ns = scratch.namespace(f"pipe-{tag}")
+    url = scratch.db_url(backend, f"pipe_{tag.replace('-', '_')}")
     engine = prepare_db(url, enrollments)
     settings = load_settings(redis_url=REDIS_URL, database_url=url, namespace=ns, batch_size=batch, **TIMINGS)
     r = redis.Redis.from_url(REDIS_URL)
     sessions = session_factory(engine)
+    hook = None
+    if alerting:  # what the drain_checkins task passes: alerting in the batch's transaction
+        runtime._runtime = None  # this mode's database, the project's rules file
+        alerting_rt = alert_jobs.get_runtime(sessions=sessions, settings=settings)
+        alerting_rt.rules.get()
+
+        def hook(session, stored, now):
+            alert_jobs.on_batch(session, stored, now, alerting_rt)
     consumer = Consumer(r, settings.stream_name, settings.group)
     t0 = time.perf_counter()
     submit(r, settings.stream_name, payloads, group=settings.group, chunk=batch)
@@ -321,7 +331,7 @@ def run_pipeline(scratch: Scratch, backend: str, payloads, enrollments, batch: i
     if prof:
         prof.enable()
     while True:  # drain() stops at a short batch; loop until a call reads nothing
-        rep = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
+        rep = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer, alerts=hook)
         total.add(rep)
         if rep.read == 0:
             break
@@ -338,8 +348,15 @@ def run_pipeline(scratch: Scratch, backend: str, payloads, enrollments, batch: i
         prof.dump_stats(profile)
     r.close()
     engine.dispose()
+    alerts = {}
+    if alerting:
+        runtime._runtime = None
+        with engine.connect() as c:
+            alerts = dict(c.exec_driver_sql("SELECT 'alerts', count(*) FROM alerts UNION ALL "
+                                            "SELECT 'notifications', count(*) FROM notifications").all())
     return dict(submit_s=t_submit, drain_s=t_drain, verify_s=t_verify, rate=len(payloads) / t_drain,
-                batches=total.batches, transitions=counts["transitions"], out_of_order=counts["out_of_order"], cpu_s=cpu)
+                batches=total.batches, transitions=counts["transitions"], out_of_order=counts["out_of_order"], cpu_s=cpu,
+                **alerts)
 
 
 def run_celery_drain(scratch: Scratch, backend: str, payloads, enrollments, batch: int) -> dict:
@@ -452,6 +469,7 @@ def main() -> None:
     ap.add_argument("--naive-n", type=int, default=2_000, help="check-ins for the task-per-check-in mode")
     ap.add_argument("--no-celery", action="store_true", help="skip the drain-through-Celery mode")
     ap.add_argument("--no-naive", action="store_true", help="skip the task-per-check-in mode")
+    ap.add_argument("--no-split", action="store_true", help="skip the in-process mode without alerting")
     ap.add_argument("--log-level", default="INFO", help="worker log level, every mode (default INFO, as in production); "
                     "logs go to files in the scratch dir, JSON, as in production")
     ap.add_argument("--profile", metavar="FILE", help="cProfile the pipeline drain (first backend) into FILE and print the top")
@@ -481,6 +499,8 @@ def main() -> None:
         for i, b in enumerate(backends):
             prof = a.profile if (a.profile and i == 0) else None
             results[("pipeline", b)] = run_pipeline(scratch, b, payloads, enrollments, a.batch, prof)
+            if not a.no_split:
+                results[("noalert", b)] = run_pipeline(scratch, b, payloads, enrollments, a.batch, None, alerting=False)
             if not a.no_celery:
                 results[("celery", b)] = run_celery_drain(scratch, b, payloads, enrollments, a.batch)
             if not a.no_naive:
@@ -504,7 +524,9 @@ def main() -> None:
     row(f"raw redis-py XREADGROUP+json+XACK (COUNT={a.batch})", results["raw"], a.n, None)
     for b in backends:
         naive = results.get(("naive", b), {}).get("rate")
-        row(f"pipeline drain() in-process, {b}", results[("pipeline", b)], a.n, naive)
+        row(f"pipeline drain() + alerting, in-process, {b}", results[("pipeline", b)], a.n, naive)
+        if ("noalert", b) in results:
+            row(f"  the same without the alerting hook, {b}", results[("noalert", b)], a.n, naive)
         if ("celery", b) in results:
             row(f"pipeline via Celery drain_checkins task, {b}", results[("celery", b)], a.n, naive)
         if ("naive", b) in results:
@@ -512,7 +534,8 @@ def main() -> None:
     print()
     for b in backends:
         p = results[("pipeline", b)]
-        print(f"{b}: {p['batches']} batches, {p['transitions']} transitions, {p['out_of_order']} out-of-order; all "
+        print(f"{b}: {p['batches']} batches, {p['transitions']} transitions, {p['out_of_order']} out-of-order, "
+              f"{p.get('alerts', 0)} alerts opened, {p.get('notifications', 0)} notification rows; all "
               f"{a.n} check-ins committed and evaluated, nothing pending; in-process drain used {p['cpu_s']:.2f} s CPU "
               f"in this process over {p['drain_s']:.2f} s wall ({p['cpu_s'] / p['drain_s']:.0%}; the rest is waiting "
               f"for the database or for a CPU)")

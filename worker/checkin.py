@@ -63,8 +63,17 @@ def Integer(lo: int, hi: int) -> Any:  # noqa: N802
     return Annotated[int, BeforeValidator(_integral_float_to_int), Field(ge=lo, le=hi)]
 
 
+_STR = {str}
+
+
 def _unique(value: Any) -> Any:
-    if isinstance(value, list) and len(set(map(repr, value))) != len(value):
+    if not isinstance(value, list):
+        return value
+    if set(map(type, value)) <= _STR:  # the usual case: equal strings are equal items
+        repeated = len(set(value)) != len(value)
+    else:
+        repeated = len(set(map(repr, value))) != len(value)
+    if repeated:
         raise PydanticCustomError("unique_items", "Items must be unique (uniqueItems); remove the repeated entry")
     return value
 

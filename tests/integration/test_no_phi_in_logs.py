@@ -37,3 +37,34 @@ def test_notes_and_payloads_never_logged(r, sessions, make_settings):
     text = out.getvalue()
     assert "checkin_rejected" in text and "checkin_duplicate" in text  # the events were logged ...
     assert MARKER not in text and "called" not in text  # ... without the free text
+
+
+def _drain_logged(r, sessions, settings, level: str, payloads) -> list[dict]:
+    out = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    configure_logging(json=True, level=level, stream=out)
+    try:
+        submit(r, settings.stream_name, payloads, group=settings.group)
+        drain(r=r, sessions=sessions, settings=settings, consumer=Consumer(r, settings.stream_name, settings.group, "p"))
+    finally:
+        root.handlers, _ = saved[0], root.setLevel(saved[1])
+        structlog.reset_defaults()
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_transitions_are_counted_at_info_and_listed_at_debug(r, sessions, make_settings):
+    """At INFO (production) a batch logs its counts, not one line per patient transition (the
+    transitions table holds each); at DEBUG every transition gets its line, without free text."""
+    settings = make_settings()
+    info = _drain_logged(r, sessions, settings, "INFO",
+                         [febrile("lv-c1", "lv-1", minutes=-10, note=MARKER), hypotensive("lv-c2", "lv-2", minutes=-10),
+                          febrile("lv-c3", "lv-3", minutes=-10)])
+    assert not [e for e in info if e["event"] == "patient_transition"]
+    done = [e for e in info if e["event"] == "drain_done"]
+    assert len(done) == 1 and done[0]["transitions"] == 3 and done[0]["evaluated"] == 3
+    debug = _drain_logged(r, sessions, settings, "DEBUG", [hypotensive("lv-c4", "lv-1"), febrile("lv-c5", "lv-4")])
+    lines = [e for e in debug if e["event"] == "patient_transition"]
+    assert sorted(e["patient_id"] for e in lines) == ["lv-1", "lv-4"]
+    assert all(e["level"] == "debug" and "transition" in e for e in lines)
+    assert MARKER not in json.dumps(info + debug)
