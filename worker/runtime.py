@@ -42,6 +42,24 @@ def load_channels_file(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, 
     return specs, limits
 
 
+def build_channels_from_file(path: str | None) -> tuple[dict[str, Any], list[str], dict[str, int]]:
+    """(usable channels, problems, rate limits). Each channel is built on its own: one with a
+    missing secret does not take the others down; its problem is listed (no secret values)."""
+    from worker.channels.registry import ChannelConfigError, build_channels
+
+    if not path or not os.path.exists(path):
+        return {}, [f"channels file {path!r} not found (CRS_CHANNELS_PATH): nothing can be delivered"], {}
+    specs, limits = load_channels_file(path)
+    channels: dict[str, Any] = {}
+    errors: list[str] = []
+    for name, spec in specs.items():
+        try:
+            channels.update(build_channels({name: spec}))
+        except ChannelConfigError as exc:
+            errors.extend(exc.errors)
+    return channels, errors, limits
+
+
 @dataclass
 class Runtime:
     settings: Settings
@@ -59,20 +77,9 @@ class Runtime:
         problem is logged (and kept in ``channel_errors``) every time the channels are built."""
         with self._lock:
             if self._channels is None:
-                from worker.channels.registry import ChannelConfigError, build_channels
                 from worker.logs import get_logger
 
-                self._channels, self.channel_errors = {}, []
-                path = self.settings.channels_path
-                if not path or not os.path.exists(path):
-                    self.channel_errors = [f"channels file {path!r} not found (CRS_CHANNELS_PATH): nothing can be delivered"]
-                else:
-                    specs, self._rate_limits = load_channels_file(path)
-                    for name, spec in specs.items():
-                        try:
-                            self._channels.update(build_channels({name: spec}))
-                        except ChannelConfigError as exc:
-                            self.channel_errors.extend(exc.errors)
+                self._channels, self.channel_errors, self._rate_limits = build_channels_from_file(self.settings.channels_path)
                 for problem in self.channel_errors:
                     get_logger(__name__).error("channel_unusable", reason=problem)
             return self._channels

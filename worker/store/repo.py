@@ -273,11 +273,8 @@ def latest_states(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
     else:  # pragma: no cover
         return _latest_states_each(session, pids)
     stmt = text(sql).columns(*(c[n] for n in _STATE_COLUMNS))
-    out: dict[str, PatientState] = {}
-    for r in session.execute(stmt, params):
-        out[r.patient_id] = PatientState(r.id, r.effective_at, r.crs_grade, r.icans_grade, r.icans_floor,
-                                         tuple(r.red_flags), Urgency(r.urgency))
-    return out
+    return {pid: PatientState(eid, effective_at, crs, icans, floor, tuple(flags), Urgency(urgency))
+            for eid, pid, effective_at, crs, icans, floor, flags, urgency in session.execute(stmt, params).all()}
 
 
 def _latest_states_each(session: Session, pids: list[str]) -> dict[str, PatientState]:  # pragma: no cover
