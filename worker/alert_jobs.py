@@ -51,9 +51,43 @@ def dispatch(runtime: Runtime | None = None, clock: Any = utcnow) -> delivery.Di
 
 def on_batch(session: Any, stored: list[tuple[Any, Any]], now: dt.datetime, runtime: Runtime | None = None) -> None:
     """Pipeline hook (worker.pipeline.AlertHook): apply the batch's evaluations to alerts, in the
-    batch's transaction.
+    batch's transaction, with a few statements for the whole batch (worker.alert_batch)."""
+    from sqlalchemy import select
 
-    - Open alerts and enrollments of the batch's patients are read once for the whole batch.
+    from worker.store.models import Patient
+
+    rt = runtime or get_runtime()
+    pids = {e.patient_id for e, _ in stored}
+    patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.patient_id.in_(pids)))}
+    apply_batch(session, stored, patients, rt.rules.get(), now)
+
+
+def apply_batch(session: Any, stored: list[tuple[Any, Any]], patients: dict[str, Any], rules: Any,
+                now: dt.datetime) -> list[alerting.Outcome | None]:  # fmt: skip
+    """The batched path in a savepoint. A database failure fails the batch (it is not acknowledged
+    and comes back); any other failure is a bug of the batched path: logged, its savepoint rolled
+    back and its state dropped from the session, and ``each`` does the batch instead."""
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.alert_batch import Batch
+
+    batch = Batch(session)
+    try:
+        with session.begin_nested():
+            return batch.run(stored, patients, rules, now)
+    except DBAPIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.error("alert_batch_failed", error_type=type(exc).__name__, evaluations=len(stored))
+        batch.forget()
+    return each(session, stored, patients, rules, now)
+
+
+def each(session: Any, stored: list[tuple[Any, Any]], patients: dict[str, Any], rules: Any,
+         now: dt.datetime) -> list[alerting.Outcome | None]:  # fmt: skip
+    """The reference path: one evaluation at a time (None: skipped).
+
+    - Open alerts of the batch's patients are read once for the whole batch.
     - An evaluation whose route does not page, for a patient with nothing open, costs no query.
     - Each evaluation runs in its own savepoint. A database failure fails the batch (it is not
       acknowledged and comes back); any other failure is a bug: logged and audited as
@@ -62,23 +96,18 @@ def on_batch(session: Any, stored: list[tuple[Any, Any]], now: dt.datetime, runt
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
 
-    from worker.rules import routing
     from worker.store.alert_tables import OPEN_STATES, Alert
-    from worker.store.models import Patient
     from worker.store.repo import audit
 
-    rt = runtime or get_runtime()
-    rules = rt.rules.get()
     pids = {e.patient_id for e, _ in stored}
     open_pids = set(session.scalars(select(Alert.patient_id).where(Alert.patient_id.in_(pids), Alert.state.in_(OPEN_STATES))))
-    patients = {p.patient_id: p for p in session.scalars(select(Patient).where(Patient.patient_id.in_(pids)))}
+    outcomes: list[alerting.Outcome | None] = []
     for evaluation, checkin in stored:
         pid = evaluation.patient_id
         patient = patients.get(pid)
-        if pid not in open_pids:
-            subj = alerting.subject_of(alerting.content_of(evaluation, patient, "clinical"))
-            if not routing.decide(rules.rules.routes, subj).page:
-                continue
+        outcomes.append(None)
+        if pid not in open_pids and not alerting.route_pages(evaluation, patient, rules):
+            continue
         try:
             with session.begin_nested():
                 out = alerting.on_evaluation(session, evaluation, patient, rules, now,
@@ -90,5 +119,7 @@ def on_batch(session: Any, stored: list[tuple[Any, Any]], now: dt.datetime, runt
             audit(session, at=now, actor="system", action="alerting.failed", subject=evaluation.checkin_id,
                   patient_id=pid, error_type=type(exc).__name__)  # fmt: skip
             continue
+        outcomes[-1] = out
         if out.action == "opened":
             open_pids.add(pid)
+    return outcomes

@@ -16,6 +16,10 @@ Rules (issue 4; the pure parts are in worker/rules/):
   silenced ones are kept with status "suppressed" and the reason, quiet hours set "deferred" with
   the time they may go. Nothing is dropped without a row saying why.
 - Every transition goes to the audit log.
+
+The rules read open alerts and write their effects through a ``Store``: ``SessionStore`` issues the
+statements one by one in the caller's session (the reference); worker.alert_batch applies a whole
+pipeline batch in memory with the same rules and writes it with a few statements.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -31,13 +35,15 @@ from sqlalchemy.orm import Session
 from worker.grading import therapy as th
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import LoadedRules
-from worker.rules.models import Policy, Receiver
+from worker.rules.models import Contact, Policy, Receiver
 from worker.store.alert_tables import OPEN_STATES, Alert, Notification
 from worker.store.models import EvaluationRow, Patient
 from worker.store.repo import audit, insert_ignore
 
 CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: read over the phone and typed in an SMS
 SYSTEM = "system"
+CODE_TRIES = 20
+CANCELLABLE = ("pending", "deferred")  # the page statuses an upgrade, an acknowledgement or a resolution cancels
 
 
 class AlertError(ValueError):
@@ -90,9 +96,13 @@ def _receiver(alert: Alert, name: str) -> Receiver:
     return Receiver.model_validate(alert.policy_snapshot["receivers"][name])
 
 
+def random_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(5))
+
+
 def _new_code(session: Session) -> str:
-    for _ in range(20):
-        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(5))
+    for _ in range(CODE_TRIES):
+        code = random_code()
         if session.scalar(select(Alert.id).where(Alert.code == code)) is None:
             return code
     raise AlertError("could not find a free alert code")  # 32^5 codes: practically unreachable
@@ -105,13 +115,114 @@ def _open_alerts(session: Session, patient_id: str) -> list[Alert]:
 # ---- notifications (the outbox) -------------------------------------------------------------
 
 
-def _write(session: Session, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
+@dataclass(frozen=True, slots=True)
+class Rows:
+    """One page or message about an alert: its notification rows (one per receiver contact), as the
+    alert was when it was written. ``build`` makes the rows once the alert has its id and code."""
+
+    content: dict[str, Any]
+    urgency: str
+    contacts: tuple[tuple[str, tuple[Contact, ...]], ...]  # (receiver, its contacts)
+    event: str
+    escalating: bool
+    step: int
+    repeat: int
+    key: str
+    status: str
+    reason: str | None
+    created_at: dt.datetime
+    not_before: dt.datetime
+
+    @property
+    def size(self) -> int:
+        return sum(len(contacts) for _, contacts in self.contacts)
+
+    def build(self, alert_id: int, code: str) -> list[dict[str, Any]]:
+        content = dict(self.content, alert_id=alert_id, alert_code=code, event=self.event, step=self.step, repeat=self.repeat)
+        return [{
+            "dedupe_key": f"{alert_id}:{self.key}:{name}:{index}",
+            "alert_id": alert_id,
+            "event": self.event,
+            "urgency": self.urgency,
+            "receiver": name,
+            "channel": contact.channel,
+            "address": contact.to,
+            "escalating": self.escalating,
+            "step": self.step,
+            "repeat": self.repeat,
+            "status": self.status,
+            "status_reason": self.reason,
+            "content": dict(content),
+            "created_at": self.created_at,
+            "next_attempt_at": self.not_before,
+            "attempts": 0,
+        } for name, contacts in self.contacts for index, contact in enumerate(contacts)]  # fmt: skip
+
+
+class Store(Protocol):
+    """Where the alert rules read the open alerts and send their effects. ``SessionStore`` does it
+    statement by statement in the caller's session (the reference behaviour); worker.alert_batch
+    keeps a whole batch in memory and writes it with a few statements."""
+
+    def missed_checkin_alerts(self, patient_id: str) -> list[Alert]: ...
+    def clinical_alert(self, patient_id: str, episode: str) -> Alert | None: ...
+    def others(self, alert: Alert) -> list[Alert]: ...  # the patient's other open alerts
+    def add(self, alert: Alert) -> None: ...  # a new alert: gets its code (and id, when the store can)
+    def write(self, alert: Alert, rows: Rows) -> int: ...  # the rows written (a known dedupe_key is not)
+    def cancel_pages(self, alert: Alert, why: str) -> None: ...
+    def audit(self, alert: Alert, *, at: dt.datetime, actor: str, action: str, **detail: Any) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStore:
+    """The Store on a session: every read is a query, every write a statement, at once."""
+
+    session: Session
+
+    def missed_checkin_alerts(self, patient_id: str) -> list[Alert]:
+        return list(self.session.scalars(select(Alert).where(Alert.patient_id == patient_id, Alert.condition == "missed_checkin",
+                                                             Alert.state.in_(OPEN_STATES))))  # fmt: skip
+
+    def clinical_alert(self, patient_id: str, episode: str) -> Alert | None:
+        return self.session.scalars(
+            select(Alert).where(Alert.patient_id == patient_id, Alert.episode == episode,
+                                Alert.condition == "clinical", Alert.state.in_(OPEN_STATES)).with_for_update()  # fmt: skip
+        ).first()
+
+    def others(self, alert: Alert) -> list[Alert]:
+        return [a for a in _open_alerts(self.session, alert.patient_id) if a.id != alert.id]
+
+    def add(self, alert: Alert) -> None:
+        alert.code = _new_code(self.session)
+        self.session.add(alert)
+        self.session.flush()  # the id goes into the notification keys
+
+    def write(self, alert: Alert, rows: Rows) -> int:
+        written = 0
+        for row in rows.build(alert.id, alert.code):
+            if insert_ignore(self.session, Notification.__table__, row, ["dedupe_key"]) is not None:
+                written += 1
+        return written
+
+    def cancel_pages(self, alert: Alert, why: str) -> None:
+        self.session.execute(
+            update(Notification)
+            .where(Notification.alert_id == alert.id, Notification.escalating.is_(True),
+                   Notification.status.in_(CANCELLABLE))  # fmt: skip
+            .values(status="cancelled", status_reason=why)
+        )
+
+    def audit(self, alert: Alert, *, at: dt.datetime, actor: str, action: str, **detail: Any) -> None:
+        audit(self.session, at=at, actor=actor, action=action, subject=f"alert:{alert.id}", **detail)
+
+
+def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
            event: str, escalating: bool, step: int, repeat: int, key: str) -> int:  # fmt: skip
     """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status."""
     subj = subject_of(alert.content)
     status, reason, not_before = "pending", None, now
     if loaded is not None and escalating:
-        others = [subject_of(a.content) for a in _open_alerts(session, alert.patient_id) if a.id != alert.id]
+        others = [subject_of(a.content) for a in store.others(alert)]
         rules = loaded.rules
         if (rule := policy.inhibited_by(subj, others, rules.inhibit)) is not None:
             status, reason = "suppressed", "inhibited: " + " & ".join(m.text for m in rule.source)
@@ -119,57 +230,26 @@ def _write(session: Session, alert: Alert, loaded: LoadedRules | None, now: dt.d
             status, reason = "suppressed", f"silenced by {silence.id}"
         elif (until := policy.quiet_until(subj, now, rules.timezone, rules.quiet_hours)) is not None:
             status, reason, not_before = "deferred", "quiet hours", until
-    written = 0
-    for name in receivers:
-        for index, contact in enumerate(_receiver(alert, name).contacts):
-            content = dict(alert.content, alert_id=alert.id, alert_code=alert.code, event=event, step=step, repeat=repeat)
-            row = {
-                "dedupe_key": f"{alert.id}:{key}:{name}:{index}",
-                "alert_id": alert.id,
-                "event": event,
-                "urgency": alert.urgency,
-                "receiver": name,
-                "channel": contact.channel,
-                "address": contact.to,
-                "escalating": escalating,
-                "step": step,
-                "repeat": repeat,
-                "status": status,
-                "status_reason": reason,
-                "content": content,
-                "created_at": now,
-                "next_attempt_at": not_before,
-                "attempts": 0,
-            }
-            if insert_ignore(session, Notification.__table__, row, ["dedupe_key"]) is not None:
-                written += 1
-    return written
+    contacts = tuple((name, tuple(_receiver(alert, name).contacts)) for name in receivers)
+    return store.write(alert, Rows(alert.content, alert.urgency, contacts, event, escalating, step, repeat, key,
+                                   status, reason, now, not_before))  # fmt: skip
 
 
-def _page(session: Session, alert: Alert, loaded: LoadedRules | None, page: escalation.Page, event: str, now: dt.datetime) -> int:
+def _page(store: Store, alert: Alert, loaded: LoadedRules | None, page: escalation.Page, event: str, now: dt.datetime) -> int:
     kind = "failsafe" if page.kind == "failsafe" else event
     key = f"e{alert.escalation_epoch}:p{page.seq}"
-    return _write(session, alert, loaded, now, receivers=page.receivers, event=kind, escalating=True,
+    return _write(store, alert, loaded, now, receivers=page.receivers, event=kind, escalating=True,
                   step=page.step, repeat=page.repeat, key=key)  # fmt: skip
 
 
-def _inform(session: Session, alert: Alert, now: dt.datetime, event: str, key: str) -> int:
+def _inform(store: Store, alert: Alert, now: dt.datetime, event: str, key: str) -> int:
     if not alert.notify_receivers:
         return 0
-    return _write(session, alert, None, now, receivers=tuple(alert.notify_receivers), event=event,
+    return _write(store, alert, None, now, receivers=tuple(alert.notify_receivers), event=event,
                   escalating=False, step=0, repeat=0, key=f"info:{key}")  # fmt: skip
 
 
-def _cancel_pending_pages(session: Session, alert: Alert, why: str) -> None:
-    session.execute(
-        update(Notification)
-        .where(Notification.alert_id == alert.id, Notification.escalating.is_(True),
-               Notification.status.in_(("pending", "deferred")))  # fmt: skip
-        .values(status="cancelled", status_reason=why)
-    )
-
-
-def _start_escalation(session: Session, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, event: str,
+def _start_escalation(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, event: str,
                       first_step: int) -> int:  # fmt: skip
     pol = _policy(alert)
     first_step = min(first_step, len(pol.steps))
@@ -177,7 +257,7 @@ def _start_escalation(session: Session, alert: Alert, loaded: LoadedRules | None
     alert.escalation_first_step = first_step
     alert.escalation_started_at = now
     page = escalation.page_at(pol, now, 0, first_step)
-    written = _page(session, alert, loaded, page, event, now)
+    written = _page(store, alert, loaded, page, event, now)
     alert.escalation_seq = 1
     alert.next_escalation_at = escalation.page_at(pol, now, 1, first_step).at
     return written
@@ -189,18 +269,31 @@ def _start_escalation(session: Session, alert: Alert, loaded: LoadedRules | None
 def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, loaded: LoadedRules, now: dt.datetime,
                   *, episode: str, actor: str = SYSTEM) -> Outcome:  # fmt: skip
     """Apply one evaluation to the patient's alerts (call inside the batch's transaction)."""
-    _resolve_missed_checkin(session, evaluation.patient_id, now, evaluation.checkin_id)
+    return outcome_of(*apply_evaluation(SessionStore(session), evaluation, patient, loaded, now, episode=episode, actor=actor))
+
+
+def outcome_of(action: str, alert: Alert | None, pages: int) -> Outcome:
+    return Outcome(action, alert.id if alert is not None else None, pages)
+
+
+def route_pages(evaluation: Any, patient: Patient | None, loaded: LoadedRules) -> bool:
+    """Whether the evaluation's route pages: for a patient with no open alert, one that does not
+    page changes nothing (the batch hooks skip it without a query)."""
+    return routing.decide(loaded.rules.routes, subject_of(content_of(evaluation, patient, "clinical"))).page
+
+
+def apply_evaluation(store: Store, evaluation: Any, patient: Patient | None, loaded: LoadedRules, now: dt.datetime,
+                     *, episode: str, actor: str = SYSTEM) -> tuple[str, Alert | None, int]:  # fmt: skip
+    """on_evaluation on any Store: (action, the alert, pages written)."""
+    _resolve_missed_checkin(store, evaluation.patient_id, now, evaluation.checkin_id)
     content = content_of(evaluation, patient, "clinical")
     subj = subject_of(content)
     decision = routing.decide(loaded.rules.routes, subj)
-    alert = session.scalars(
-        select(Alert).where(Alert.patient_id == evaluation.patient_id, Alert.episode == episode,
-                            Alert.condition == "clinical", Alert.state.in_(OPEN_STATES)).with_for_update()  # fmt: skip
-    ).first()
+    alert = store.clinical_alert(evaluation.patient_id, episode)
     if alert is None:
         if not decision.page:
-            return Outcome("not_paged")
-        return open_alert(session, content, subj, decision, loaded, now, episode=episode, condition="clinical", actor=actor)
+            return "not_paged", None, 0
+        return _open(store, content, subj, decision, loaded, now, episode=episode, condition="clinical", actor=actor)
 
     kind, why = policy.assess(policy.Worst(**_worst_args(alert.worst)), subj)
     newer = _when(content) >= _when(alert.content)
@@ -211,9 +304,9 @@ def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, lo
         alert.latest_checkin_id = evaluation.checkin_id
     alert.updated_at = now
     if kind == "annotate":
-        audit(session, at=now, actor=actor, action="alert.annotated", subject=f"alert:{alert.id}",
-              checkin_id=evaluation.checkin_id, urgency=subj["urgency"], newer=newer)  # fmt: skip
-        return Outcome("annotated", alert.id)
+        store.audit(alert, at=now, actor=actor, action="alert.annotated",
+                    checkin_id=evaluation.checkin_id, urgency=subj["urgency"], newer=newer)  # fmt: skip
+        return "annotated", alert, 0
 
     if not newer:  # a late report of something worse: show it, it is new information
         alert.content = content
@@ -227,12 +320,12 @@ def on_evaluation(session: Session, evaluation: Any, patient: Patient | None, lo
     alert.state = "triggered"
     alert.acked_at = alert.acked_by = alert.ack_via = None
     alert.upgrades += 1
-    _cancel_pending_pages(session, alert, "superseded by an upgrade")
-    pages = _start_escalation(session, alert, loaded, now, "alert.upgraded", step)
-    _inform(session, alert, now, "alert.upgraded", f"up{alert.upgrades}")
-    audit(session, at=now, actor=actor, action="alert.upgraded", subject=f"alert:{alert.id}",
-          checkin_id=evaluation.checkin_id, why=why, policy=alert.policy_name, route=decision.route_name)  # fmt: skip
-    return Outcome("upgraded", alert.id, pages)
+    store.cancel_pages(alert, "superseded by an upgrade")
+    pages = _start_escalation(store, alert, loaded, now, "alert.upgraded", step)
+    _inform(store, alert, now, "alert.upgraded", f"up{alert.upgrades}")
+    store.audit(alert, at=now, actor=actor, action="alert.upgraded",
+                checkin_id=evaluation.checkin_id, why=why, policy=alert.policy_name, route=decision.route_name)  # fmt: skip
+    return "upgraded", alert, pages
 
 
 def _when(content: dict[str, Any]) -> dt.datetime:
@@ -257,9 +350,14 @@ def _worst_json(worst: policy.Worst) -> dict[str, Any]:
 
 def open_alert(session: Session, content: dict[str, Any], subj: dict[str, Any], decision: routing.Decision,
           loaded: LoadedRules, now: dt.datetime, *, episode: str, condition: str, actor: str) -> Outcome:  # fmt: skip
+    return outcome_of(*_open(SessionStore(session), content, subj, decision, loaded, now, episode=episode,
+                           condition=condition, actor=actor))  # fmt: skip
+
+
+def _open(store: Store, content: dict[str, Any], subj: dict[str, Any], decision: routing.Decision, loaded: LoadedRules,
+          now: dt.datetime, *, episode: str, condition: str, actor: str) -> tuple[str, Alert, int]:  # fmt: skip
     worst = policy.merge_worst(None, {**subj, "crs_grade": subj["crs_grade"] or 0, "icans_grade": subj["icans_grade"] or 0})
     alert = Alert(
-        code=_new_code(session),
         patient_id=subj["patient_id"],
         episode=episode,
         condition=condition,
@@ -281,20 +379,18 @@ def open_alert(session: Session, content: dict[str, Any], subj: dict[str, Any], 
         opened_at=now,
         updated_at=now,
     )
-    session.add(alert)
-    session.flush()  # the id goes into the notification keys
-    pages = _start_escalation(session, alert, loaded, now, "alert.triggered", 0)
-    _inform(session, alert, now, "alert.triggered", "open")
-    audit(session, at=now, actor=actor, action="alert.opened", subject=f"alert:{alert.id}",
-          patient_id=alert.patient_id, condition=condition, route=decision.route_name, policy=decision.policy,
-          urgency=alert.urgency, guard=decision.guard, checkin_id=content.get("checkin_id"))  # fmt: skip
-    return Outcome("opened", alert.id, pages)
+    store.add(alert)
+    pages = _start_escalation(store, alert, loaded, now, "alert.triggered", 0)
+    _inform(store, alert, now, "alert.triggered", "open")
+    store.audit(alert, at=now, actor=actor, action="alert.opened",
+                patient_id=alert.patient_id, condition=condition, route=decision.route_name, policy=decision.policy,
+                urgency=alert.urgency, guard=decision.guard, checkin_id=content.get("checkin_id"))  # fmt: skip
+    return "opened", alert, pages
 
 
-def _resolve_missed_checkin(session: Session, patient_id: str, now: dt.datetime, checkin_id: str) -> None:
-    for alert in session.scalars(select(Alert).where(Alert.patient_id == patient_id, Alert.condition == "missed_checkin",
-                                                     Alert.state.in_(OPEN_STATES))):  # fmt: skip
-        _close(session, alert, now, actor="system:checkin-received", note=f"check-in {checkin_id} received")
+def _resolve_missed_checkin(store: Store, patient_id: str, now: dt.datetime, checkin_id: str) -> None:
+    for alert in store.missed_checkin_alerts(patient_id):
+        _close(store, alert, now, actor="system:checkin-received", note=f"check-in {checkin_id} received")
 
 
 # ---- escalation -------------------------------------------------------------------------------
@@ -304,15 +400,21 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
     """Advance every alert whose next page is due; returns the notification rows written.
 
     Each alert is claimed with a conditional UPDATE on (id, state, escalation_seq, epoch): a run
-    that lost the race, or a stale duplicate, updates 0 rows and writes nothing.
+    that lost the race, or a stale duplicate, updates 0 rows and writes nothing. On PostgreSQL the
+    due alerts are locked as they are read, skipping any another transaction holds (a pipeline
+    batch updating it, another escalate run): those are taken at the next tick.
     """
     due = session.execute(
         select(Alert.id, Alert.state, Alert.escalation_seq, Alert.escalation_epoch)
         .where(Alert.state.in_(OPEN_STATES), Alert.next_escalation_at <= now)
-        .order_by(Alert.next_escalation_at)
+        .order_by(Alert.next_escalation_at, Alert.id)  # ties in a fixed order
         .limit(limit)
+        # PostgreSQL: an alert a drain batch holds (it locks its patients' open alerts) is left to
+        # the next tick instead of waited for, so the two never deadlock; SQLite has no row locks.
+        .with_for_update(skip_locked=True)
     ).all()
     written = 0
+    store = SessionStore(session)
     for alert_id, state, seq, epoch in due:
         alert = session.get(Alert, alert_id, populate_existing=True)
         pol = _policy(alert)
@@ -325,7 +427,7 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
                 continue
             session.refresh(alert)
             alert.acked_at = alert.acked_by = alert.ack_via = None
-            written += _start_escalation(session, alert, loaded, now, "alert.repeated", 0)
+            written += _start_escalation(store, alert, loaded, now, "alert.repeated", 0)
             audit(session, at=now, actor=SYSTEM, action="alert.ack_timeout", subject=f"alert:{alert_id}",
                   ack_timeout_s=pol.ack_timeout.total_seconds())  # fmt: skip
             continue
@@ -345,7 +447,7 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
             continue
         session.refresh(alert)
         event = "alert.repeated" if page.kind == "repeat" else "alert.escalated"
-        written += _page(session, alert, loaded, page, event, now)
+        written += _page(store, alert, loaded, page, event, now)
         audit(session, at=now, actor=SYSTEM, action=f"alert.{page.kind}", subject=f"alert:{alert_id}",
               step=page.step + 1, repeat=page.repeat, receivers=list(page.receivers), skipped=target - seq)  # fmt: skip
     return written
@@ -381,8 +483,9 @@ def acknowledge(session: Session, ref: int | str, *, actor: str, via: str, now: 
     alert.acked_at, alert.acked_by, alert.ack_via = now, actor, via
     alert.next_escalation_at = now + pol.ack_timeout
     alert.updated_at = now
-    _cancel_pending_pages(session, alert, f"acknowledged by {actor}")
-    _inform(session, alert, now, "alert.acknowledged", f"ack{alert.escalation_epoch}")
+    store = SessionStore(session)
+    store.cancel_pages(alert, f"acknowledged by {actor}")
+    _inform(store, alert, now, "alert.acknowledged", f"ack{alert.escalation_epoch}")
     audit(session, at=now, actor=actor, action="alert.acknowledged", subject=f"alert:{alert.id}", via=via)
     return True
 
@@ -395,18 +498,18 @@ def resolve(session: Session, ref: int | str, *, actor: str, note: str, now: dt.
     session.refresh(alert, with_for_update=True)
     if alert.state == "resolved":
         raise AlertError(f"alert {alert.code} is already resolved")
-    _close(session, alert, now, actor=actor, note=note.strip())
+    _close(SessionStore(session), alert, now, actor=actor, note=note.strip())
     return alert
 
 
-def _close(session: Session, alert: Alert, now: dt.datetime, *, actor: str, note: str) -> None:
+def _close(store: Store, alert: Alert, now: dt.datetime, *, actor: str, note: str) -> None:
     alert.state = "resolved"
     alert.resolved_at, alert.resolved_by, alert.resolution_note = now, actor, note
     alert.next_escalation_at = None
     alert.updated_at = now
-    _cancel_pending_pages(session, alert, f"resolved by {actor}")
-    _inform(session, alert, now, "alert.resolved", "resolved")
-    audit(session, at=now, actor=actor, action="alert.resolved", subject=f"alert:{alert.id}")
+    store.cancel_pages(alert, f"resolved by {actor}")
+    _inform(store, alert, now, "alert.resolved", "resolved")
+    store.audit(alert, at=now, actor=actor, action="alert.resolved")
 
 
 # ---- missed check-ins ---------------------------------------------------------------------------
