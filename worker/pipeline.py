@@ -8,6 +8,8 @@ Rules, in the order they protect a patient:
    acknowledged (XACK + XDEL) only after it commits. A crash anywhere before the commit leaves
    them pending; they are re-delivered and the replay is idempotent (unique ``checkin_id``,
    ``INSERT ... ON CONFLICT DO NOTHING``). Delivery is at-least-once; effects are exactly-once.
+   A batch PostgreSQL aborted as a deadlock victim (or a serialization failure) is run again at
+   once, up to three times, rather than left pending until it can be reclaimed.
 2. **Nothing silently dropped.** An entry that is not UTF-8, not JSON, or not a valid check-in is
    stored in ``rejected_inputs`` with its raw bytes and every error, then acknowledged and counted.
    So is an entry delivered more than ``max_deliveries`` times without being committed (a poison
@@ -484,10 +486,28 @@ def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.da
 # -- draining ----------------------------------------------------------------------------------
 
 
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back whole
+# and may simply be run again (the entries are still ours). Anything else fails the batch, whose
+# entries are taken over after CRS_CLAIM_MIN_IDLE_S.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+TRANSIENT_ATTEMPTS = 3
+
+
+def _transient(exc: DBAPIError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) in _TRANSIENT_SQLSTATES
+
+
 def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionmaker[Session], now: dt.datetime,
                     alerts: AlertHook | None = None) -> DrainReport:
     started = time.perf_counter()
-    report = process(entries, sessions=sessions, now=now, alerts=alerts)  # commit ...
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            report = process(entries, sessions=sessions, now=now, alerts=alerts)  # commit ...
+            break
+        except DBAPIError as exc:
+            if not _transient(exc) or attempt == TRANSIENT_ATTEMPTS:
+                raise
+            log.warning("batch_retried", error_type=type(exc.orig).__name__, attempt=attempt, batch_size=len(entries))
     report.acked = consumer.ack(e.stream_id for e in entries)  # ... THEN ack
     report.batches = 1
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tests.factories import baseline, ev
 from worker import alerting
@@ -267,3 +267,23 @@ def test_concurrent_escalate_due_writes_each_page_once(sessions, backend):
                                 .group_by(Notification.event)).all())  # fmt: skip
     # per alert: 4 triggered rows, then at minute 5 only the latest due page (step 2: 2 receivers x 2 contacts)
     assert counts == {"alert.triggered": 80, "alert.escalated": 80}
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # row locks: SQLite serialises whole writers instead
+def test_escalate_due_skips_an_alert_another_transaction_holds(sessions, backend):
+    """An alert locked by a pipeline batch is not waited for (so the two never deadlock); the next
+    run pages it."""
+    with sessions.begin() as s:
+        enroll(s)
+    out = apply(sessions, ev(**EMERGENCY), T0)
+    holder = sessions()
+    holder.begin()
+    holder.execute(select(Alert).where(Alert.id == out.alert_id).with_for_update()).all()  # as on_batch does
+    try:
+        with sessions.begin() as s:
+            s.execute(text("SET LOCAL lock_timeout = '2s'"))  # a wait would fail the test, not hang it
+            assert alerting.escalate_due(s, RULES, T0 + 5 * MIN) == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    assert escalate(sessions, T0 + 5 * MIN) > 0  # released: paged at the next run

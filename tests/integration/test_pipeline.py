@@ -328,3 +328,51 @@ def test_an_entry_committed_by_a_slow_worker_is_not_called_poison(r, sessions, s
     assert (report.rejected, report.redelivered, report.acked) == (0, 1, 1)
     with sessions() as s:
         assert repo.counts(s)["evaluated"] == 1 and repo.rejected_inputs(s) == []
+
+
+def test_a_deadlocked_batch_is_run_again_at_once(r, pg_url, make_settings):
+    """A real deadlock on PostgreSQL: another transaction holds patient P-2's lock and then asks for
+    P-1's while the batch holds P-1 and waits for P-2. The server aborts one of them; when it is the
+    batch, the batch is run again at once (not left for CRS_CLAIM_MIN_IDLE_S) and commits once."""
+    import threading
+
+    from sqlalchemy import text
+
+    from worker.store.db import engine_for, upgrade
+
+    settings = make_settings(database_url=pg_url)
+    engine = engine_for(settings)
+    upgrade(engine)
+    sessions = session_factory(engine)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    submit(r, settings.stream_name, [febrile("d1", "P-1"), febrile("d2", "P-2")], group=settings.group)
+    other = engine.connect()
+    other.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('P-2', 0))"))
+    result: dict = {}
+
+    def drain_it() -> None:
+        try:
+            result["report"] = run(r, sessions, settings, consumer)
+        except Exception as exc:  # noqa: BLE001 - reported below
+            result["error"] = exc
+
+    worker = threading.Thread(target=drain_it)
+    worker.start()
+    waiting = text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+    deadline = time.monotonic() + 10
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe:  # a fresh snapshot per query
+        while probe.execute(waiting).scalar() == 0:  # the batch holds P-1 and waits for P-2
+            assert time.monotonic() < deadline, "the batch never waited for P-2"
+            time.sleep(0.02)
+    try:  # closes the cycle; after deadlock_timeout (1 s) the server aborts the batch, which waited first
+        other.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('P-1', 0))"))
+    finally:
+        other.rollback()  # releases both: the batch's second run goes through
+        other.close()
+    worker.join(30)
+    assert "error" not in result, result.get("error")
+    assert result["report"].evaluated == 2 and result["report"].acked == 2
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(EvaluationRow)) == 2
+    assert backlog(r, settings.stream_name, settings.group)["pending"] == 0
+    engine.dispose()
