@@ -8,9 +8,10 @@ keeps the batch in memory:
   episode), by id; the rules read and change those, and the alerts they open, in memory, so
   inhibition sees the patient's other open alerts including the ones opened earlier in the batch;
 - at the end, in this order: the new alerts' codes checked with one query (colliders drawn
-  again); the changed alerts written with one executemany UPDATE and the new ones with one
-  multi-row INSERT (ids in opening order); the cancelled pages among the rows from before the
-  batch with one UPDATE; then the notification rows and the audit rows, each with one multi-row
+  again); the changed alerts written with one executemany UPDATE per set of changed columns (a
+  few kinds: annotation, upgrade, upgrade with a new policy) and the new ones with one multi-row
+  INSERT (ids in opening order); the cancelled pages among the rows from before the batch with
+  one UPDATE; then the notification rows and the audit rows, each with one multi-row
   INSERT, in the order the per-evaluation path writes them.
   Not an ORM flush: it sends one UPDATE per run of alerts with the same changed columns, and on
   SQLite one INSERT per new alert (it must match RETURNING rows to objects in order); so the new
@@ -177,17 +178,21 @@ class Batch:
         raise alerting.AlertError("could not find a free alert code")
 
     def _update_loaded(self) -> None:
-        """The changed alerts from before the batch, with one executemany UPDATE of every column;
-        then their ORM state is marked as written (nothing left for a flush to do)."""
-        changed = [a for a in self.loaded if inspect(a).modified]
-        if not changed:
-            return
+        """The changed alerts from before the batch: one executemany UPDATE per set of changed
+        columns (an annotation changes a few; the policy snapshot is rewritten only when it
+        changed); then their ORM state is marked as written (nothing left for a flush to do)."""
+        groups: dict[tuple[str, ...], list[Alert]] = defaultdict(list)
+        for alert in self.loaded:
+            keys = tuple(k for k in _COLUMNS if k in inspect(alert).committed_state)
+            if keys:
+                groups[keys].append(alert)
         t = Alert.__table__
-        stmt = update(t).where(t.c.id == bindparam("_id")).values({t.c[k]: bindparam(f"_{k}", type_=t.c[k].type) for k in _COLUMNS})
-        self.session.execute(stmt, [{"_id": a.id, **{f"_{k}": getattr(a, k) for k in _COLUMNS}} for a in changed])
-        for alert in changed:
-            for key in _COLUMNS:
-                set_committed_value(alert, key, getattr(alert, key))
+        for keys, changed in groups.items():
+            stmt = update(t).where(t.c.id == bindparam("_id")).values({t.c[k]: bindparam(f"_{k}", type_=t.c[k].type) for k in keys})
+            self.session.execute(stmt, [{"_id": a.id, **{f"_{k}": getattr(a, k) for k in keys}} for a in changed])
+            for alert in changed:
+                for key in keys:
+                    set_committed_value(alert, key, getattr(alert, key))
 
     def _insert_new(self) -> None:
         """The new alerts with one multi-row INSERT, in opening order (their ids follow it)."""

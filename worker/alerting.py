@@ -89,15 +89,33 @@ def _snapshot(loaded: LoadedRules, policy_name: str, notify: tuple[str, ...]) ->
 
 
 def _policy(alert: Alert) -> Policy:
-    return Policy.model_validate(alert.policy_snapshot["policy"])
+    return _parsed(Policy, alert.policy_snapshot["policy"])
 
 
 def _receiver(alert: Alert, name: str) -> Receiver:
-    return Receiver.model_validate(alert.policy_snapshot["receivers"][name])
+    return _parsed(Receiver, alert.policy_snapshot["receivers"][name])
+
+
+_PARSED: dict[int, tuple[dict[str, Any], Any]] = {}
+
+
+def _parsed(model: Any, data: dict[str, Any]) -> Any:
+    """``model.model_validate(data)``, once per snapshot dict object (a batch reads the same alert's
+    snapshot many times). Keyed by identity and checked by identity, so a replaced snapshot is
+    parsed again; the models are frozen, so sharing a parsed one is safe."""
+    hit = _PARSED.get(id(data))
+    if hit is not None and hit[0] is data and type(hit[1]) is model:
+        return hit[1]
+    if len(_PARSED) >= 4096:
+        _PARSED.clear()
+    parsed = model.model_validate(data)
+    _PARSED[id(data)] = (data, parsed)  # holding ``data`` keeps its id from being reused
+    return parsed
 
 
 def random_code() -> str:
-    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(5))
+    # 32 symbols: each random byte modulo 32 is uniform (256 = 8 x 32), one call for the five
+    return "".join(CODE_ALPHABET[b % 32] for b in secrets.token_bytes(5))
 
 
 def _new_code(session: Session) -> str:
