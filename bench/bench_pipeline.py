@@ -440,6 +440,12 @@ def run_naive(scratch: Scratch, backend: str, payloads, enrollments) -> dict:
 
 # -- report ----------------------------------------------------------------------------------------------
 
+def gc_tuning_threshold() -> int:
+    from worker import gc_tuning
+
+    return gc_tuning.GEN0_THRESHOLD
+
+
 def machine() -> str:
     r = redis.Redis.from_url(REDIS_URL)
     rv = r.info("server")["redis_version"]
@@ -485,11 +491,14 @@ def main() -> None:
     print(machine())
     print(f"workload: N={a.n} distinct check-ins ({wl['bytes_avg']:.0f} B avg), {wl['patients']} patients, "
           f"{wl['enrolled']} enrolled, {wl['uses_context']} check-ins rely on the enrollment context; batch={a.batch}; "
-          f"task-per-check-in N={len(naive_payloads)}; log level {LOG_LEVEL} (JSON, to files)")
+          f"task-per-check-in N={len(naive_payloads)}; log level {LOG_LEVEL} (JSON, to files); gc threshold "
+          f"{gc_tuning_threshold()} in every worker process (worker/gc_tuning.py)")
     load0 = os.getloadavg()
     scratch = Scratch()
+    from worker import gc_tuning
     from worker.logs import configure_logging
 
+    gc_tuning.tune()  # as every worker process does (the Celery modes' children tune themselves)
     log_file = (scratch.tmp / "in-process.log").open("a")
     configure_logging(json=True, level=LOG_LEVEL, stream=log_file)  # as the worker does; not on the console
     results: dict = {}

@@ -12,7 +12,7 @@ environment (worker.settings). ``make_app(settings, broker_url)`` builds another
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 
 from worker.logs import install_celery_logging
 from worker.settings import Settings, load_settings
@@ -73,5 +73,13 @@ def make_app(settings: Settings | None = None, broker_url: str | None = None) ->
     return celery
 
 
+def _tune_child(**_: object) -> None:
+    from worker import gc_tuning
+
+    gc_tuning.tune()
+
+
 install_celery_logging()
+signals.worker_init.connect(_tune_child, weak=False)  # the worker process (solo/threads pools; forks inherit)
+signals.worker_process_init.connect(_tune_child, weak=False)  # and each prefork child
 app = make_app()

@@ -20,9 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker import alert_jobs, pipeline
+    from worker import alert_jobs, gc_tuning, pipeline
     from worker.intake import Consumer
     from worker.store.db import session_factory
+
+    gc_tuning.tune()
 
     try:
         s = _common.settings()
