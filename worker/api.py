@@ -11,6 +11,10 @@ Endpoints:
   (CRS_API_TOKENS="ehr=...,station=..."), recorded in the audit log as ``api:<client>:<actor>``.
 - ``POST /sms/twilio``: an SMS reply ("ACK <code>") from the provider; refused (403) without a
   valid X-Twilio-Signature; acknowledges only when the sender's number is a contact of the alert.
+- ``POST /sms/twilio/status``: Twilio's delivery-status callback (the channel's
+  ``status_callback``), signed the same way. A page Twilio accepted but then reports ``failed`` or
+  ``undelivered`` is dead-lettered and, while its alert is unacknowledged, the failsafe is paged on
+  another channel (worker.delivery.provider_status). 204 whatever the status.
 - ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
 Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
 """
@@ -29,8 +33,12 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import acklinks, alerting, sms_replies
+from worker import acklinks, alerting, delivery, sms_replies
+from worker.logs import get_logger
 from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
+
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,12 +146,35 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             return error(409, str(exc))
         return jsonify(acknowledged=True, already=not changed)
 
-    @app.post("/sms/twilio")
-    def sms_reply():  # type: ignore[no-untyped-def]
+    def twilio_params() -> dict[str, str] | None:
+        """The form Twilio posted, or None when its X-Twilio-Signature does not verify."""
         params = {k: v for k, v in request.form.items()}
         url = (config.public_url.rstrip("/") + request.full_path.rstrip("?")) if config.public_url else request.url
         if not sms_replies.valid_twilio_signature(config.twilio_auth_token or "", url, params,
                                                   request.headers.get("X-Twilio-Signature")):  # fmt: skip
+            return None
+        return params
+
+    @app.post("/sms/twilio/status")
+    def sms_status():  # type: ignore[no-untyped-def]
+        params = twilio_params()
+        if params is None:
+            return error(403, "invalid signature")
+        sid, status = params.get("MessageSid"), params.get("MessageStatus")
+        if not sid or not status:
+            return error(400, "MessageSid and MessageStatus are required")
+        with sessions.begin() as s:
+            done = delivery.provider_status(s, sid, status, params.get("ErrorCode"), config.clock())
+        if done == "dead":
+            log.warning("sms_undelivered", status=status, reason=params.get("ErrorCode"))
+        elif done == "unknown":
+            log.info("provider_status_unknown", status=status)
+        return Response(status=204)
+
+    @app.post("/sms/twilio")
+    def sms_reply():  # type: ignore[no-untyped-def]
+        params = twilio_params()
+        if params is None:
             return error(403, "invalid signature")
         sender = sms_replies.normalise_number(params.get("From", ""))
         code = sms_replies.parse_ack(params.get("Body"))

@@ -113,9 +113,13 @@ def claim(sessions: sessionmaker[Session], now: dt.datetime, policy: DeliveryPol
             row.lease_until = now + policy.lease
             s.add(DeliveryAttempt(notification_id=row.id, attempt=row.attempts, channel=row.channel, started_at=now,
                                   outcome="sending"))  # fmt: skip
-            claims.append(_Claim(row.id, row.alert_id, row.attempts, row.channel, row.address, row.receiver, row.event,
-                                 row.urgency, row.escalating, row.step, row.repeat, dict(row.content), row.created_at))  # fmt: skip
+            claims.append(_claim_of(row))
         return claims
+
+
+def _claim_of(row: Notification) -> _Claim:
+    return _Claim(row.id, row.alert_id, row.attempts, row.channel, row.address, row.receiver, row.event, row.urgency,
+                  row.escalating, row.step, row.repeat, dict(row.content), row.created_at)  # fmt: skip
 
 
 def _finish_attempt(s: Session, notification_id: int, attempt: int, now: dt.datetime, outcome: str, detail: str | None,
@@ -226,6 +230,33 @@ def _record(sessions, c: _Claim, now: dt.datetime, outcome: str, detail: str | N
             row.status = "pending"
             row.next_attempt_at = now + backoff(policy, c.attempt, retry_after, rnd)
             report.retried += 1
+
+
+UNDELIVERED = frozenset({"failed", "undelivered"})  # Twilio's final failure statuses
+
+
+def provider_status(s: Session, provider_id: str, status: str, error_code: str | None, now: dt.datetime) -> str:
+    """A provider's later report on a message it had accepted (Twilio's status callback).
+
+    ``failed`` or ``undelivered`` for a notification recorded as sent: the notification is
+    dead-lettered with the provider's status in its reason (audit ``delivery.undelivered``) and,
+    when it was a page of an alert nobody has acknowledged yet, the failsafe is paged on another
+    channel, as for any dead letter. Returns what was done: ``dead``; ``unknown`` (no notification
+    sent with that id: logged, nothing changed); ``noted`` (any other status, or a repeat)."""
+    q = select(Notification).where(Notification.provider_id == provider_id)
+    row = s.scalars(q.with_for_update() if _is_pg(s) else q).first()
+    if row is None:
+        return "unknown"
+    if status not in UNDELIVERED or row.status != "sent":
+        return "noted"
+    detail = f"the provider reported the message {status}" + (f" (error {error_code})" if error_code else "")
+    row.status, row.status_reason = "dead", f"undelivered after sending: {detail}"[:200]
+    audit(s, at=now, actor="system", action="delivery.undelivered", subject=f"alert:{row.alert_id}",
+          notification_id=row.id, channel=row.channel, receiver=row.receiver, provider_status=status,
+          error_code=error_code)  # fmt: skip
+    if row.escalating and s.get(Alert, row.alert_id).state == "triggered":  # still waiting for someone
+        _page_failsafe(s, _claim_of(row), now, detail)
+    return "dead"
 
 
 def _page_failsafe(s: Session, c: _Claim, now: dt.datetime, detail: str | None) -> int:

@@ -200,3 +200,64 @@ def test_sms_reply_refusals(sms_client, sessions, alert_id):
 )
 def test_parse_ack(body, code):
     assert sms_replies.parse_ack(body) == code
+
+
+def status_report(client, sid, status, code=None, token=TWILIO_TOKEN):
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": "AC" + "0" * 32, "To": "+447700900102"}
+    if code:
+        params["ErrorCode"] = code
+    sig = sms_replies.twilio_signature(token, f"{PUBLIC}/sms/twilio/status", params)
+    return client.post("/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sig})
+
+
+def sent_sms(sessions, alert_id, sid="SMfeedbeef"):
+    """Mark the alert's first SMS page as sent by the provider with message id ``sid``."""
+    with sessions.begin() as s:
+        row = s.scalars(select(Notification).where(Notification.alert_id == alert_id, Notification.channel == "sms",
+                                                   Notification.escalating.is_(True)).order_by(Notification.id)).first()  # fmt: skip
+        row.status, row.provider_id, row.attempts, row.sent_at = "sent", sid, 1, T0
+        return row.id, row.receiver
+
+
+def test_an_sms_reported_undelivered_is_dead_lettered_and_the_failsafe_paged(sms_client, sessions, alert_id):
+    nid, receiver = sent_sms(sessions, alert_id)
+    assert status_report(sms_client, "SMfeedbeef", "delivered").status_code == 204  # a progress report: nothing to do
+    with sessions() as s:
+        assert s.get(Notification, nid).status == "sent"
+    r = status_report(sms_client, "SMfeedbeef", "undelivered", code="30003")
+    assert r.status_code == 204
+    with sessions() as s:
+        row = s.get(Notification, nid)
+        assert row.status == "dead" and "undelivered" in row.status_reason and "30003" in row.status_reason
+        failsafe = list(s.scalars(select(Notification).where(Notification.status_reason == f"dead letter of notification {nid}")))
+        assert failsafe and {f.channel for f in failsafe}.isdisjoint({"sms"}) and {f.status for f in failsafe} == {"pending"}
+        assert all(f.event == "failsafe" for f in failsafe)
+        audit = s.scalars(select(AuditEntry).where(AuditEntry.action == "delivery.undelivered")).one()
+        assert audit.detail["receiver"] == receiver and audit.detail["error_code"] == "30003"
+    assert status_report(sms_client, "SMfeedbeef", "undelivered", code="30003").status_code == 204  # Twilio retries
+    with sessions() as s:
+        again = list(s.scalars(select(Notification).where(Notification.status_reason == f"dead letter of notification {nid}")))
+        assert len(again) == len(failsafe)  # paged once
+
+
+def test_an_undelivered_sms_of_an_acknowledged_alert_pages_nobody_else(sms_client, sessions, alert_id):
+    nid, _ = sent_sms(sessions, alert_id)
+    with sessions.begin() as s:
+        alerting.acknowledge(s, alert_id, actor="dr.lee", via="cli", now=T0 + dt.timedelta(minutes=1))
+    assert status_report(sms_client, "SMfeedbeef", "failed").status_code == 204
+    with sessions() as s:
+        assert s.get(Notification, nid).status == "dead"  # recorded ...
+        assert not list(s.scalars(select(Notification).where(Notification.event == "failsafe")))  # ... nobody paged
+
+
+def test_status_callback_refusals(sms_client, sessions, alert_id):
+    nid, _ = sent_sms(sessions, alert_id)
+    assert status_report(sms_client, "SMfeedbeef", "undelivered", token="wrong-token").status_code == 403
+    assert sms_client.post("/sms/twilio/status", data={"MessageSid": "SMfeedbeef", "MessageStatus": "failed"}).status_code == 403
+    params = {"MessageStatus": "failed"}
+    sig = sms_replies.twilio_signature(TWILIO_TOKEN, f"{PUBLIC}/sms/twilio/status", params)
+    missing = sms_client.post("/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sig})
+    assert missing.status_code == 400 and "MessageSid" in missing.json["error"]
+    assert status_report(sms_client, "SMunknown", "undelivered").status_code == 204  # not ours: nothing changes
+    with sessions() as s:
+        assert s.get(Notification, nid).status == "sent"

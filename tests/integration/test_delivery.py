@@ -289,3 +289,44 @@ def test_a_failed_rules_reload_opens_an_admin_alert_that_pages(sessions):
         assert (a.condition, a.patient_id, a.state) == ("system", "(system)", "triggered")
         assert "could not be reloaded" in a.content["reasons"][0]
         assert [n.receiver for n in s.scalars(select(Notification).where(Notification.alert_id == alert_id))] == ["nurse"]
+
+
+def test_twilio_accepted_then_undelivered_pages_the_failsafe(sessions, channels, receiver, httpserver, monkeypatch):
+    """End to end: the page goes to a Twilio-shaped server (201 + message sid, StatusCallback in
+    the form); Twilio's signed callback later says "undelivered"; the page is dead-lettered and the
+    failsafe paged on the other channel, then delivered by the next dispatch."""
+    from tests.channels.conftest import CANARY
+    from tests.channels.kinds import SID, twilio
+    from worker import sms_replies
+    from worker.api import ApiConfig, create_app
+
+    public = "https://crs.hospital.example"
+    sms, path, _ = twilio(httpserver.url_for("").rstrip("/"), monkeypatch, status_callback=f"{public}/sms/twilio/status")
+    httpserver.expect_request(path, method="POST").respond_with_json({"sid": "SMab12", "status": "queued"}, status=201)
+    chans = {**channels, "sms": sms}
+    alert_id = open_alert(sessions)
+    clock = Clock(T0)
+    report = dispatch(sessions, chans, clock)
+    assert report.sent == 1
+    [(req, _)] = [(r, s) for r, s in httpserver.log if r.path == path]
+    assert req.form["StatusCallback"] == f"{public}/sms/twilio/status"
+    [page] = rows(sessions)
+    assert (page.status, page.provider_id, page.receiver) == ("sent", "SMab12", "nurse")
+
+    token = "tok-" + CANARY  # the auth token twilio() configured
+    api = create_app(sessions, ApiConfig(ack_secret="k" * 48, public_url=public, twilio_auth_token=token,
+                                         clock=lambda: T0 + dt.timedelta(seconds=40))).test_client()  # fmt: skip
+    params = {"MessageSid": "SMab12", "MessageStatus": "undelivered", "ErrorCode": "30005", "AccountSid": SID}
+    sig = sms_replies.twilio_signature(token, f"{public}/sms/twilio/status", params)
+    assert api.post("/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sig}).status_code == 204
+
+    after = rows(sessions)
+    assert after[0].status == "dead" and "30005" in after[0].status_reason
+    failsafe = [r for r in after[1:] if r.event == "failsafe"]
+    assert [(r.receiver, r.channel, r.status) for r in failsafe] == [("desk", "email", "pending")]  # not sms again
+    clock.advance(minutes=1)
+    assert dispatch(sessions, chans, clock).sent == 1
+    assert [p for p, _ in receiver.got] == ["/email"]
+    with sessions() as s:
+        assert s.get(Alert, alert_id).state == "triggered"
+        assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "delivery.undelivered"))

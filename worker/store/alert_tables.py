@@ -74,7 +74,8 @@ class Alert(Base):
 
 class Notification(Base):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),
+                      Index("ix_notifications_provider_id", "provider_id"))  # fmt: skip
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
