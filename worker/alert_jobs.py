@@ -83,6 +83,33 @@ def apply_batch(session: Any, stored: list[tuple[Any, Any]], patients: dict[str,
     return each(session, stored, patients, rules, now)
 
 
+def _alerting_failed(session: Any, evaluation: Any, patient: Any, rules: Any, now: dt.datetime, error_type: str) -> None:
+    """The alert rules failed on this evaluation: open a ``system`` alert with its content (patient,
+    grades, urgency, red flags), routed like any alert, so the check-in is not left unseen. Its own
+    failure is logged, never raised (a database error still fails the batch)."""
+    import hashlib
+
+    from sqlalchemy.exc import DBAPIError
+
+    from worker.rules import routing
+
+    try:
+        with session.begin_nested():
+            content = alerting.content_of(evaluation, patient, "system")
+            content["reasons"] = [f"Alerting failed on this check-in ({error_type}); it was evaluated as "
+                                  f"{content['urgency']}: review the patient now.", *(content.get("reasons") or [])]  # fmt: skip
+            subj = alerting.subject_of(content)
+            decision = routing.decide(rules.rules.routes, subj)
+            if decision.page:
+                episode = "failed:" + hashlib.sha256(str(evaluation.checkin_id).encode()).hexdigest()[:24]
+                alerting.open_alert(session, content, subj, decision, rules, now, episode=episode,
+                                    condition="system", actor="system")  # fmt: skip
+    except DBAPIError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the audit row and the log line above remain
+        log.error("alerting_failed_alert_failed", checkin_id=evaluation.checkin_id, error_type=type(exc).__name__)
+
+
 def each(session: Any, stored: list[tuple[Any, Any]], patients: dict[str, Any], rules: Any,
          now: dt.datetime) -> list[alerting.Outcome | None]:  # fmt: skip
     """The reference path: one evaluation at a time (None: skipped).
@@ -91,7 +118,9 @@ def each(session: Any, stored: list[tuple[Any, Any]], patients: dict[str, Any], 
     - An evaluation whose route does not page, for a patient with nothing open, costs no query.
     - Each evaluation runs in its own savepoint. A database failure fails the batch (it is not
       acknowledged and comes back); any other failure is a bug: logged and audited as
-      ``alerting.failed`` with the check-in id, and the check-in itself stays stored.
+      ``alerting.failed`` with the check-in id, the check-in itself stays stored, and a ``system``
+      alert carrying the evaluation is opened through the routes (``_alerting_failed``), so an
+      emergency still reaches someone.
     """
     from sqlalchemy import select
     from sqlalchemy.exc import DBAPIError
@@ -118,6 +147,7 @@ def each(session: Any, stored: list[tuple[Any, Any]], patients: dict[str, Any], 
             log.error("alerting_failed", checkin_id=evaluation.checkin_id, patient_id=pid, error_type=type(exc).__name__)
             audit(session, at=now, actor="system", action="alerting.failed", subject=evaluation.checkin_id,
                   patient_id=pid, error_type=type(exc).__name__)  # fmt: skip
+            _alerting_failed(session, evaluation, patient, rules, now, type(exc).__name__)
             continue
         outcomes[-1] = out
         if out.action == "opened":

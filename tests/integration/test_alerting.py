@@ -287,3 +287,41 @@ def test_escalate_due_skips_an_alert_another_transaction_holds(sessions, backend
         holder.rollback()
         holder.close()
     assert escalate(sessions, T0 + 5 * MIN) > 0  # released: paged at the next run
+
+
+def test_a_bug_in_the_alert_rules_still_pages_through_a_system_alert(sessions, monkeypatch):
+    """If applying the rules to one evaluation raises (a bug), both the batched and the
+    one-at-a-time paths give up on it; a system alert carrying the evaluation is opened through the
+    routes instead, so an emergency still pages. The batch's other evaluations are unaffected."""
+    from types import SimpleNamespace
+
+    from worker import alert_jobs
+    from worker.checkin import parse_checkin
+
+    with sessions.begin() as s:
+        enroll(s, "P-bug")
+        enroll(s, "P-ok")
+    original = alerting.apply_evaluation
+
+    def buggy(store, evaluation, *args, **kwargs):
+        if evaluation.patient_id == "P-bug":
+            raise ZeroDivisionError("bug")
+        return original(store, evaluation, *args, **kwargs)
+
+    monkeypatch.setattr(alerting, "apply_evaluation", buggy)
+    stored = []
+    for pid in ("P-bug", "P-ok"):
+        e = ev(patient_id=pid, checkin_id=f"c-{pid}", **EMERGENCY)
+        stored.append((e, parse_checkin(baseline(patient_id=pid, checkin_id=f"c-{pid}", **EMERGENCY))))
+    runtime = SimpleNamespace(rules=SimpleNamespace(get=lambda: RULES))
+    with sessions.begin() as s:
+        alert_jobs.on_batch(s, stored, T0, runtime)
+    with sessions() as s:
+        by_patient = {(a.patient_id, a.condition): a for a in s.scalars(select(Alert))}
+        assert set(by_patient) == {("P-ok", "clinical"), ("P-bug", "system")}
+        fallback = by_patient[("P-bug", "system")]
+        assert fallback.urgency == "emergency" and fallback.policy_name == "emergency"
+        assert fallback.content["reasons"][0].startswith("Alerting failed on this check-in (ZeroDivisionError)")
+        assert {n.status for n in s.scalars(select(Notification).where(Notification.alert_id == fallback.id))} == {"pending"}
+        failed = s.scalars(select(AuditEntry).where(AuditEntry.action == "alerting.failed")).one()
+        assert failed.subject == "c-P-bug"
