@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -130,6 +131,38 @@ def test_run_starts_worker_and_scheduler_and_ctrl_c_stops_both(cli, tmp_path):
     assert "stopped (worker 0, scheduler 0)" in text
     children = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True).stdout
     assert children == b""  # nothing left running in the session
+
+
+def test_run_starts_a_killed_worker_again_and_nothing_is_lost(cli, tmp_path):
+    """kill -9 of the worker's process group under `crs-alert run`: run starts it again and the
+    check-ins submitted before and after are all processed."""
+    assert cli("db", "upgrade").returncode == 0
+    log = open(tmp_path / "run.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "run"], env=cli.env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        first = wait_for(lambda: re.search(rb"worker pid (\d+)", (tmp_path / "run.log").read_bytes()), 60,
+                         what="`run` to start the worker")
+        worker_pid = int(first.group(1))
+        assert cli("submit", str(SAMPLES)).returncode == 0
+        wait_for(lambda: json.loads(cli("status", "--json").stdout)["counts"]["received"] == 11, 60, interval=0.5,
+                 what="`run` to process the samples")
+        os.killpg(worker_pid, signal.SIGKILL)  # the worker and its prefork children
+        again = wait_for(lambda: re.search(rb"worker exited unexpectedly \(exit -9\); started again, pid (\d+)",
+                                           (tmp_path / "run.log").read_bytes()), 30, what="`run` to restart the worker")
+        assert int(again.group(1)) != worker_pid
+        more = tmp_path / "more.jsonl"
+        more.write_text(json.dumps(febrile("run-more-1", "P-run")) + "\n")
+        assert cli("submit", str(more)).returncode == 0
+        wait_for(lambda: json.loads(cli("status", "--json").stdout)["counts"]["evaluated"] == 10, 60, interval=0.5,
+                 what="the restarted worker to process the next check-in")
+        assert proc.poll() is None  # run itself carried on
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
 
 
 def test_demo_end_to_end(make_cli, sqlite_url):

@@ -80,7 +80,7 @@ def scheduler(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from worker.services import Services
+    from worker.services import MAX_RESTARTS, RESTART_WINDOW_S, Services
 
     try:
         s, handle = _prepare()
@@ -95,9 +95,13 @@ def run(args: argparse.Namespace) -> int:
     status = 0
     try:
         while not stop.wait(0.5):
-            dead = services.dead()
-            if dead:
-                print(f"crs-alert: {', '.join(dead)} exited unexpectedly; stopping", flush=True)
+            restarted, given_up = services.revive()
+            for name, code in restarted.items():
+                print(f"crs-alert: {name} exited unexpectedly (exit {code}); started again, pid "
+                      f"{services.procs[name].pid}", flush=True)
+            if given_up:
+                print(f"crs-alert: {', '.join(given_up)} keeps exiting ({MAX_RESTARTS} restarts within "
+                      f"{RESTART_WINDOW_S:.0f} s); stopping", flush=True)
                 status = 1
                 break
     finally:
