@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from worker import metrics
 from worker.checkin import CheckIn, FieldError, IntakeError, parse_checkin
-from worker.evaluation import Evaluation, compare, evaluate
+from worker.evaluation import Evaluation, Transition, compare, evaluate
 from worker.intake import Consumer, Entry
 from worker.logs import get_logger
 from worker.settings import Settings
@@ -446,7 +446,7 @@ class _Batch:
         log.info("checkin_duplicate", checkin_id=checkin.checkin_id, stream_id=entry.stream_id)
 
 
-def _transition_fields(ev: Evaluation, transition: object) -> dict:
+def _transition_fields(ev: Evaluation, transition: Transition) -> dict:
     return dict(checkin_id=ev.checkin_id, patient_id=ev.patient_id, transition=list(transition.kinds),
                 urgency=ev.urgency.value, crs_grade=ev.crs_grade, icans_grade=ev.icans_grade, red_flags=list(ev.red_flags))
 

@@ -127,11 +127,11 @@ def _pg_insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]]
 
 def json_text(data: Any) -> str:
     """JSON text of plain data (str, numbers, bools, None, datetimes and dates as ISO 8601, lists,
-    dicts with str keys): orjson,
-    several times faster than json.dumps; json.dumps for anything orjson refuses (e.g. an integer
-    beyond 64 bits). The one difference left: a NaN or infinite float becomes null (json.dumps
-    writes a token PostgreSQL refuses); the rows written here hold none, since a check-in's numbers
-    are validated finite and an evaluation is derived from them."""
+    dicts with str keys). orjson, several times faster than json.dumps; json.dumps for anything
+    orjson refuses (e.g. an integer beyond 64 bits). The one difference left: a NaN or infinite
+    float becomes null (json.dumps writes a token PostgreSQL refuses). The rows written through here
+    (pipeline batches, alert batches) hold none: their numbers come from validated check-ins,
+    whose numbers are finite, and from counters."""
     try:
         return orjson.dumps(data).decode()
     except (TypeError, orjson.JSONEncodeError):
