@@ -376,3 +376,31 @@ def test_a_deadlocked_batch_is_run_again_at_once(r, pg_url, make_settings):
         assert s.scalar(select(func.count()).select_from(EvaluationRow)) == 2
     assert backlog(r, settings.stream_name, settings.group)["pending"] == 0
     engine.dispose()
+
+
+def test_latest_evaluations_is_one_query_whatever_the_number_of_patients(r, sessions, settings, consumer, engine):
+    """`status` lists each patient's latest evaluation, most urgent first, with one query (it used
+    to make one per patient)."""
+    from sqlalchemy import event
+
+    docs = [febrile(f"n-{i}", f"P-{i:03d}", minutes=i % 7) for i in range(60)]
+    docs += [hypotensive(f"h-{i}", f"P-{i:03d}", minutes=30) for i in range(0, 60, 10)]  # later and worse
+    submit(r, settings.stream_name, docs, group=settings.group)
+    while run(r, sessions, settings, consumer).read:
+        pass
+    statements = []
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001 - SQLAlchemy's event signature
+        statements.append(statement)
+
+    with sessions() as s:
+        s.connection()  # the session's connection is ready: only latest_evaluations' queries count
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            latest = repo.latest_evaluations(s, limit=1000)
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 1
+    assert len(latest) == 60 and len({e.patient_id for e in latest}) == 60
+    assert [e.checkin_id for e in latest[:6]] == [f"h-{i}" for i in range(0, 60, 10)]  # the worse ones first
+    assert {e.checkin_id for e in latest[6:]} == {f"n-{i}" for i in range(60) if i % 10}

@@ -313,17 +313,12 @@ def counts(session: Session) -> dict[str, int]:
 
 
 def latest_evaluations(session: Session, limit: int = 50) -> list[EvaluationRow]:
-    """Every patient's latest evaluation (their current state), most urgent first."""
-    pids = list(session.scalars(select(EvaluationRow.patient_id).distinct().order_by(EvaluationRow.patient_id)))
-    rows = []
-    for pid in pids:
-        row = session.scalars(
-            select(EvaluationRow)
-            .where(EvaluationRow.patient_id == pid)
-            .order_by(EvaluationRow.effective_at.desc(), EvaluationRow.id.desc())
-            .limit(1)
-        ).one()
-        rows.append(row)
+    """Every patient's latest evaluation (their current state), most urgent first. One query
+    whatever the number of patients: each patient's evaluations ranked by (effective_at, id)."""
+    rank = func.row_number().over(partition_by=EvaluationRow.patient_id,
+                                  order_by=(EvaluationRow.effective_at.desc(), EvaluationRow.id.desc())).label("rank")
+    ranked = select(EvaluationRow.id, rank).subquery()
+    rows = list(session.scalars(select(EvaluationRow).join(ranked, ranked.c.id == EvaluationRow.id).where(ranked.c.rank == 1)))
     rows.sort(key=lambda r: (-Urgency(r.urgency).rank, -r.crs_grade, r.patient_id))
     return rows[:limit]
 
