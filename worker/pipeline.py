@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, fields
 import orjson
 import redis
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import metrics
@@ -56,7 +56,7 @@ from worker.evaluation import Evaluation, Transition, compare, evaluate
 from worker.intake import Consumer, Entry
 from worker.logs import get_logger
 from worker.settings import Settings
-from worker.store import repo
+from worker.store import batch_writer, repo
 from worker.store.db import ping
 from worker.store.models import CheckinRow, DuplicateCheckin, EvaluationRow, RejectedInput, TransitionRow
 
@@ -262,7 +262,9 @@ class _Batch:
                 with self.session.begin_nested():
                     emit = self._store_all(items, latest)
             except DBAPIError as exc:
-                if not isinstance(exc, DataError):
+                # DataError: a value the database refuses. IntegrityError: another transaction stored
+                # one of these checkin_id after CopyWriter looked; the per-entry path skips it.
+                if not isinstance(exc, (DataError, IntegrityError)):
                     raise
                 self._restore(report, stored)
                 log.warning("batch_fast_path_refused", error_type=type(exc).__name__, entries=len(items))
@@ -289,11 +291,10 @@ class _Batch:
         first: dict[str, int] = {}  # checkin_id -> index of its first item (in per-patient order)
         for i, (_, checkin, _, _) in enumerate(items):
             first.setdefault(checkin.checkin_id, i)
-        row_ids = {cid: rid for rid, cid in repo.insert_many_ignore(
-            session, CheckinRow.__table__,
+        writer = batch_writer.writer_for(session)
+        row_ids = writer.checkins(
             [dict(checkin_id=items[i][1].checkin_id, patient_id=items[i][1].patient_id, recorded_at=items[i][1].recorded_at,
-                  received_at=now, stream_id=items[i][0].stream_id, payload=items[i][2]) for i in first.values()],
-            ("checkin_id",), ("id", "checkin_id"))}
+                  received_at=now, stream_id=items[i][0].stream_id, payload=items[i][2]) for i in first.values()])
         # patient -> (evaluation id, or the checkin_id of an evaluation of this batch; effective_at; state)
         state: dict[str, tuple[int | str, dt.datetime, repo.PatientState]] = {
             pid: (s.evaluation_id, s.effective_at, s) for pid, s in latest.items()}
@@ -314,13 +315,13 @@ class _Batch:
                 state[checkin.patient_id] = (checkin.checkin_id, effective_at, repo.PatientState(
                     0, effective_at, ev.crs_grade, ev.icans_grade, ev.icans_floor, tuple(ev.red_flags), ev.urgency))
             new.append((i, effective_at, out_of_order, previous, transition))
-        eval_ids = dict((cid, eid) for eid, cid in repo.insert_many(session, EvaluationRow.__table__, [
+        eval_ids = writer.evaluations([
             dict(checkin_row_id=row_ids[items[i][1].checkin_id], checkin_id=items[i][3].checkin_id,
                  patient_id=items[i][3].patient_id, recorded_at=items[i][3].recorded_at, effective_at=effective_at,
                  evaluated_at=now, crs_grade=items[i][3].crs_grade, crs_grade_is_minimum=items[i][3].crs_grade_is_minimum,
                  icans_grade=items[i][3].icans_grade, icans_floor=items[i][3].icans_floor, red_flags=list(items[i][3].red_flags),
                  news2=items[i][3].news2, urgency=items[i][3].urgency.value, out_of_order=out_of_order, result=items[i][3].as_dict())
-            for i, effective_at, out_of_order, _, _ in new], ("id", "checkin_id")))
+            for i, effective_at, out_of_order, _, _ in new])
         emit: list[tuple[int, str, dict]] = []
         debug = _stdlib_log.isEnabledFor(logging.DEBUG)
         transitions = []
@@ -345,7 +346,7 @@ class _Batch:
                 self.report.transitions += 1
                 if debug:  # one line per transition only at DEBUG; drain_done counts them at INFO
                     emit.append((logging.DEBUG, "patient_transition", _transition_fields(ev, transition)))
-        repo.insert_many(session, TransitionRow.__table__, transitions)
+        writer.transitions(transitions)
         for i in known:  # a redelivery or a duplicate (also of an earlier entry of this batch)
             entry, checkin, payload, _ = items[i]
             self._known(entry, checkin, payload)

@@ -72,6 +72,32 @@ def db_url(backend: str, request) -> str:
 
 
 @pytest.fixture
+def twins(backend, tmp_path, pg_session_prefix):
+    """Two empty, migrated databases of the backend, e.g. one for each of two code paths that must
+    leave the same rows."""
+    urls, made = [], []
+    for name in ("seq", "batch"):
+        if backend == "sqlite":
+            urls.append(f"sqlite:///{tmp_path / name}.db")
+            continue
+        db = f"{pg_session_prefix}_{name}_{uuid.uuid4().hex[:6]}"
+        with _pg_admin() as conn:
+            conn.execute(f'CREATE DATABASE "{db}" TEMPLATE template0')
+        made.append(db)
+        urls.append(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}")
+    engines = [make_engine(u) for u in urls]
+    try:
+        for e in engines:
+            upgrade(e)
+        yield engines
+    finally:
+        for e in engines:
+            e.dispose()
+        for db in made:
+            _drop(db)
+
+
+@pytest.fixture
 def engine(db_url: str):
     eng = make_engine(db_url)
     upgrade(eng)

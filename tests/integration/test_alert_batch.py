@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import random
-import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -18,14 +17,13 @@ from sqlalchemy import event, select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from tests.factories import baseline, merge
-from tests.integration.conftest import PG_HOST, PG_PORT, PG_USER, _drop, _pg_admin
 from worker import alert_batch, alert_jobs, alerting
 from worker.checkin import parse_checkin
 from worker.domain import PatientContext
 from worker.evaluation import evaluate
 from worker.rules.loader import load_rules_text
 from worker.store.alert_tables import OPEN_STATES, Alert, Notification
-from worker.store.db import make_engine, session_factory, upgrade
+from worker.store.db import session_factory
 from worker.store.models import AuditEntry, Patient
 
 T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)  # 09:00 London
@@ -55,31 +53,6 @@ TIMES = [T0, T0 + 20 * MIN, T0 + 45 * MIN, T0 + 150 * MIN, T0.replace(hour=23, m
 
 
 # -- databases -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def twins(backend, tmp_path, pg_session_prefix):
-    """Two empty databases of the backend: one for each path."""
-    urls, made = [], []
-    for name in ("seq", "batch"):
-        if backend == "sqlite":
-            urls.append(f"sqlite:///{tmp_path / name}.db")
-            continue
-        db = f"{pg_session_prefix}_{name}_{uuid.uuid4().hex[:6]}"
-        with _pg_admin() as conn:
-            conn.execute(f'CREATE DATABASE "{db}" TEMPLATE template0')
-        made.append(db)
-        urls.append(f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{db}")
-    engines = [make_engine(u) for u in urls]
-    try:
-        for e in engines:
-            upgrade(e)
-        yield engines
-    finally:
-        for e in engines:
-            e.dispose()
-        for db in made:
-            _drop(db)
 
 
 def dump(engine) -> dict[str, list[tuple]]:

@@ -1,0 +1,205 @@
+"""The pipeline's two batch writers (worker.store.batch_writer) on PostgreSQL: binary COPY and
+multi-row INSERT leave the same rows (every column, ids included) for the same stream, including
+in-batch duplicates, resubmissions of stored check-ins, replays after a crash, out-of-order and
+future-dated check-ins; a check-in stored by another transaction after CopyWriter looked sends the
+batch down the per-entry path with the same result; bad values and lost connections surface as
+SQLAlchemy errors the pipeline already handles."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DataError, OperationalError
+
+from tests.integration.conftest import _pg_admin
+from tests.integration.helpers import checkin, febrile, hypotensive
+from worker import pipeline
+from worker.intake import Consumer, submit
+from worker.store import batch_writer
+from worker.store.db import session_factory
+from worker.store.models import (
+    AuditEntry,
+    CheckinRow,
+    DuplicateCheckin,
+    EvaluationRow,
+    RejectedInput,
+    TransitionRow,
+)
+
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+TABLES = (CheckinRow, EvaluationRow, TransitionRow, DuplicateCheckin, RejectedInput, AuditEntry)
+
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])  # COPY is PostgreSQL's; twins: two databases
+
+
+def dump(engine) -> dict[str, list[tuple]]:
+    """Every row of the pipeline's tables, stream ids replaced by their rank (each run has its own
+    stream, and both submit the same entries in the same order)."""
+    with engine.connect() as c:
+        rows = {m.__tablename__: [tuple(r) for r in c.execute(select(m.__table__).order_by(m.__table__.c.id))] for m in TABLES}
+        ids = c.execute(text("SELECT stream_id FROM checkins UNION SELECT stream_id FROM duplicate_checkins "
+                             "UNION SELECT stream_id FROM rejected_inputs")).scalars().all()
+    rank = {sid: f"entry-{i}" for i, sid in enumerate(sorted(ids, key=lambda s: tuple(map(int, s.split("-")))))}
+
+    def plain(value):
+        if isinstance(value, str):
+            return rank.get(value, value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    out = {table: [tuple(plain(v) for v in row) for row in table_rows] for table, table_rows in rows.items()}
+    # INSERT ... ON CONFLICT DO NOTHING draws a sequence value even for a row it skips, so the
+    # check-ins' ids differ between the writers after a replay: compared through their checkin_id.
+    checkin_of = {row[0]: row[1] for row in out["checkins"]}
+    out["checkins"] = [row[1:] for row in out["checkins"]]
+    out["evaluations"] = [(row[0], checkin_of[row[1]], *row[2:]) for row in out["evaluations"]]
+    return out
+
+
+def by_checkin(rows: dict[str, list[tuple]]) -> dict[str, list[tuple]]:
+    """``dump`` without evaluation and transition ids (a rolled-back COPY keeps the sequence values
+    it reserved): evaluations and transitions named by their check-in instead."""
+    checkin_of = {row[0]: row[1] for row in rows["evaluations"]}
+    return dict(rows, evaluations=[row[1:] for row in rows["evaluations"]],
+                transitions=[(checkin_of[row[1]], checkin_of.get(row[2]), *row[3:]) for row in rows["transitions"]])
+
+
+def assert_same(a: dict[str, list[tuple]], b: dict[str, list[tuple]]) -> None:
+    for table, rows in a.items():
+        for i, (x, y) in enumerate(zip(rows, b[table])):
+            assert x == y, f"{table} row {i}:\n  copy   {x}\n  insert {y}"
+        assert len(rows) == len(b[table]), table
+
+
+def stream(seed: int) -> list[list[dict]]:
+    """Batches of check-ins: several per patient, shuffled, with in-batch duplicates, resubmissions
+    of stored check-ins (same and changed payload), late (out-of-order) and future-dated ones."""
+    rnd = random.Random(seed)
+    makers = [checkin, febrile, hypotensive,
+              lambda cid, pid, m: checkin(cid, pid, m, neuro={"ice_score": 5}),
+              lambda cid, pid, m: checkin(cid, pid, m, symptoms=["chest_pain"])]
+    batches, sent, n = [], [], 0
+    for b in range(4):
+        batch = []
+        for _ in range(30):
+            n += 1
+            pid = f"P-{rnd.randrange(8):02d}"
+            batch.append(rnd.choice(makers)(f"c{n:03d}", pid, b * 100 + rnd.uniform(0, 90)))
+        batch.append(dict(batch[0]))  # the same check-in twice in one batch
+        if sent:
+            batch.append(dict(rnd.choice(sent)))  # a resubmission of a stored one
+            changed = dict(rnd.choice(sent), source="clinician")
+            batch.append(changed)  # the same checkin_id with another payload
+        batch.append(checkin(f"late{b}", "P-01", -500 + b))  # older than the patient's latest
+        batch.append(febrile(f"future{b}", "P-02", 60 * 24 * 30))  # a month after NOW
+        rnd.shuffle(batch)
+        sent.extend(batch)
+        batches.append(batch)
+    return batches
+
+
+def run_stream(engine, r, make_settings, namespace, batches, writer) -> dict[str, list[tuple]]:
+    settings = make_settings(namespace=f"{namespace}-{uuid.uuid4().hex[:6]}")  # under the fixture's namespace: cleaned up
+    consumer = Consumer(r, settings.stream_name, settings.group, "test-consumer")
+    consumer.ensure_group()
+    sessions = session_factory(engine)
+    original = batch_writer.writer_for
+    batch_writer.writer_for = writer
+    try:
+        for i, batch in enumerate(batches):
+            submit(r, settings.stream_name, batch)
+            now = NOW + dt.timedelta(minutes=i)
+            entries = consumer.read(1000)
+            pipeline.process(entries, sessions=sessions, now=now)
+            pipeline.process(entries, sessions=sessions, now=now)  # a replay after a crash before the ack
+            consumer.ack(e.stream_id for e in entries)
+    finally:
+        batch_writer.writer_for = original
+    return dump(engine)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_copy_and_insert_writers_leave_the_same_rows(twins, r, make_settings, namespace, seed):
+    batches = stream(seed)
+    copied = run_stream(twins[0], r, make_settings, namespace, batches, batch_writer.CopyWriter)
+    inserted = run_stream(twins[1], r, make_settings, namespace, batches, batch_writer.InsertWriter)
+    assert_same(copied, inserted)
+    assert len(copied["duplicate_checkins"]) >= 3 and len(copied["transitions"]) > 10
+    assert {a[3] for a in copied["audit_log"]} >= {"checkin.out_of_order", "checkin.future_dated"}
+
+
+def test_postgresql_is_the_copy_writer(twins):
+    with session_factory(twins[0])() as s:
+        assert isinstance(batch_writer.writer_for(s), batch_writer.CopyWriter)
+
+
+def test_the_named_sequences_are_the_tables_own(twins):
+    with twins[0].connect() as c:
+        for table, sequence in batch_writer.SEQUENCES.items():
+            assert c.scalar(text(f"SELECT pg_get_serial_sequence('{table}', 'id')")) == f"public.{sequence}"
+
+
+def test_a_checkin_stored_meanwhile_sends_the_batch_down_the_per_entry_path(twins, r, make_settings, namespace, capsys):
+    """Another transaction stores a checkin_id after CopyWriter's look-up (simulated: the look-up
+    sees nothing): the COPY is refused by the unique constraint, the savepoint rolls back, and the
+    per-entry path records the duplicate; the rest of the batch is stored as usual."""
+    batches = [[febrile("a1", "P-01", 0), checkin("a2", "P-02", 1)], [checkin("a1", "P-01", 5, source="clinician"), hypotensive("a3", "P-01", 6)]]
+    expected = run_stream(twins[1], r, make_settings, namespace, batches, batch_writer.InsertWriter)
+
+    class Blind(batch_writer.CopyWriter):
+        def checkins(self, rows):
+            original = self.session.execute
+
+            def execute(statement, *args, **kwargs):  # the look-up for stored checkin_id finds nothing
+                if "SELECT checkin_id FROM checkins" in str(statement):
+                    return original(text("SELECT NULL::text AS checkin_id WHERE false"))
+                return original(statement, *args, **kwargs)
+
+            self.session.execute = execute
+            try:
+                return super().checkins(rows)
+            finally:
+                del self.session.execute
+
+    got = run_stream(twins[0], r, make_settings, namespace, batches, Blind)
+    assert_same(by_checkin(got), by_checkin(expected))
+    assert [row[2] for row in got["duplicate_checkins"]] == ["a1"]
+    refused = [line for line in capsys.readouterr().out.splitlines() if "batch_fast_path_refused" in line]
+    # the replay of batch 1, batch 2 (a1 is stored) and its replay; batch 1 itself went through COPY
+    assert len(refused) == 3 and all("error_type=IntegrityError" in line for line in refused)
+
+
+def test_a_value_the_column_refuses_is_a_data_error(twins):
+    row = dict(checkin_id="x" * 129, patient_id="P-01", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload={})
+    with session_factory(twins[0])() as s, pytest.raises(DataError, match="character varying"):
+        batch_writer.copy_rows(s, CheckinRow.__table__, [row])
+
+
+def test_a_naive_timestamp_is_refused_before_anything_is_sent(twins):
+    row = dict(checkin_id="c1", patient_id="P-01", recorded_at=NOW.replace(tzinfo=None), received_at=NOW, stream_id="1-1", payload={})
+    with session_factory(twins[0])() as s:
+        with pytest.raises(ValueError, match="checkins.recorded_at: naive"):
+            batch_writer.copy_rows(s, CheckinRow.__table__, [row])
+        assert s.scalar(text("SELECT count(*) FROM checkins")) == 0
+
+
+def test_a_connection_lost_during_copy_is_an_operational_error_and_invalidated(twins):
+    row = dict(checkin_id="c1", patient_id="P-01", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload={})
+    engine = twins[0]
+    with session_factory(engine)() as s:
+        pid = s.scalar(text("SELECT pg_backend_pid()"))
+        with _pg_admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(OperationalError) as caught:
+            batch_writer.copy_rows(s, CheckinRow.__table__, [row])
+        assert caught.value.connection_invalidated
+    with session_factory(engine)() as s:  # the pool hands out a working connection afterwards
+        assert s.scalar(text("SELECT count(*) FROM checkins")) == 0

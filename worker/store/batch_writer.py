@@ -1,0 +1,170 @@
+"""How a batch's check-ins, evaluations and transitions reach the database (the pipeline's fast path).
+
+Two writers with one interface and the same result, ids included
+(tests/integration/test_batch_writer.py holds them to it):
+
+- ``InsertWriter``, both databases: multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
+- ``CopyWriter``, PostgreSQL: binary ``COPY``. Parsing a JSON batch parameter
+  (``json_to_recordset``) was about half of PostgreSQL's time for a batch, and binary COPY hands
+  each value over ready-made, so a batch costs PostgreSQL about half as much (bench/README.md).
+  COPY has no ``ON CONFLICT`` and no ``RETURNING``, so the writer first asks which ``checkin_id``
+  are stored already (they are skipped, as ``ON CONFLICT DO NOTHING`` would), then takes the new
+  rows' ids from the tables' sequences in one query and writes them explicitly. Should another
+  transaction store one of the same ``checkin_id`` meanwhile, the unique constraint refuses the COPY
+  (``IntegrityError``) and the pipeline runs the batch again on its per-entry path, which
+  waits for and skips that row.
+
+Rows are dicts keyed by column name (the same dicts for both writers); a JSON column's value is
+plain data (written as JSON text), a timestamp is an aware datetime (a naive one is refused, as
+``UTCDateTime`` refuses it). Errors from the driver during a COPY are raised as SQLAlchemy's
+``DBAPIError`` subclasses, as every other statement's are, so the callers' handling
+(``DataError`` -> per-entry path, deadlock -> retry, connection lost -> batch not acknowledged)
+stays the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from worker.store import repo
+from worker.store.models import CheckinRow, EvaluationRow, TransitionRow, UTCDateTime
+
+_CHECKINS, _EVALUATIONS, _TRANSITIONS = CheckinRow.__table__, EvaluationRow.__table__, TransitionRow.__table__
+# The sequences behind checkins.id and evaluations.id (PostgreSQL's names for a serial column,
+# created by migration 0001; tests/integration/test_batch_writer.py checks them against
+# pg_get_serial_sequence). Named, not looked up per row: the lookup cost more than the ids.
+SEQUENCES = {"checkins": "checkins_id_seq", "evaluations": "evaluations_id_seq"}
+_RESERVE_IDS = text(f"SELECT nextval('{SEQUENCES['checkins']}'::regclass), nextval('{SEQUENCES['evaluations']}'::regclass) "
+                    "FROM generate_series(1, :n)")
+
+
+class InsertWriter:
+    """Multi-row INSERT statements (SQLite, and PostgreSQL when COPY is not used)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Store the check-ins whose ``checkin_id`` is new; ``checkin_id -> id`` of those only."""
+        return {cid: rid for rid, cid in repo.insert_many_ignore(self.session, _CHECKINS, rows, ("checkin_id",),
+                                                                ("id", "checkin_id"))}
+
+    def evaluations(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        """Store evaluations (each of a check-in new in this batch); ``checkin_id -> id``."""
+        return {cid: eid for eid, cid in repo.insert_many(self.session, _EVALUATIONS, rows, ("id", "checkin_id"))}
+
+    def transitions(self, rows: list[dict[str, Any]]) -> None:
+        repo.insert_many(self.session, _TRANSITIONS, rows)
+
+
+class CopyWriter:
+    """Binary COPY on PostgreSQL; ids are taken from the sequences first (see the module doc).
+
+    ``checkins`` reserves an evaluation id for every new check-in too (each new check-in of a
+    batch gets exactly one evaluation), so the ids follow the same order as with ``InsertWriter``."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._evaluation_ids: dict[str, int] = {}
+
+    def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        if not rows:
+            return {}
+        known = set(self.session.execute(
+            text("SELECT checkin_id FROM checkins WHERE checkin_id = ANY(CAST(:ids AS text[]))"),
+            {"ids": [r["checkin_id"] for r in rows]}).scalars())
+        new = [r for r in rows if r["checkin_id"] not in known]
+        if not new:
+            return {}
+        ids = self.session.execute(_RESERVE_IDS, {"n": len(new)}).all()
+        checkin_ids = sorted(c for c, _ in ids)
+        evaluation_ids = sorted(e for _, e in ids)
+        out = {}
+        for row, rid, eid in zip(new, checkin_ids, evaluation_ids):
+            out[row["checkin_id"]] = rid
+            self._evaluation_ids[row["checkin_id"]] = eid
+        copy_rows(self.session, _CHECKINS, [dict(row, id=out[row["checkin_id"]]) for row in new])
+        return out
+
+    def evaluations(self, rows: list[dict[str, Any]]) -> dict[str, int]:
+        ids = self._evaluation_ids
+        missing = [r["checkin_id"] for r in rows if r["checkin_id"] not in ids]
+        if missing:  # a caller bug, not bad input: evaluations are only written for this batch's new check-ins
+            raise RuntimeError(f"no evaluation id reserved for {len(missing)} evaluation(s) of this batch")
+        copy_rows(self.session, _EVALUATIONS, [dict(row, id=ids[row["checkin_id"]]) for row in rows])
+        return {row["checkin_id"]: ids[row["checkin_id"]] for row in rows}
+
+    def transitions(self, rows: list[dict[str, Any]]) -> None:
+        copy_rows(self.session, _TRANSITIONS, rows)
+
+
+def writer_for(session: Session) -> InsertWriter | CopyWriter:
+    return CopyWriter(session) if session.get_bind().dialect.name == "postgresql" else InsertWriter(session)
+
+
+# -- binary COPY -------------------------------------------------------------------------------------
+
+_JSON, _TIMESTAMP, _PLAIN = 0, 1, 2
+
+
+# SQLAlchemy column type -> the PostgreSQL type a value is sent as, and how it is prepared. First
+# match wins (BigInteger before Integer: it is a subclass). A JSON column's value is sent as text:
+# json's binary format is its text, and the server checks it with json's own input rules; a
+# varchar(n) limit is still enforced by the server.
+_COPY_TYPES = ((JSON, "text", _JSON), (UTCDateTime, "timestamptz", _TIMESTAMP), (Boolean, "bool", _PLAIN),
+               (BigInteger, "int8", _PLAIN), (Integer, "int4", _PLAIN), (Float, "float8", _PLAIN),
+               (String, "text", _PLAIN), (Text, "text", _PLAIN))
+
+
+def _copy_type(column: Any) -> tuple[str, int]:
+    for kind, pg_type, prepare in _COPY_TYPES:
+        if isinstance(column.type, kind):
+            return pg_type, prepare
+    raise TypeError(f"column {column.table.name}.{column.name}: no binary COPY mapping for {column.type!r}")
+
+
+def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """``COPY table (columns of the first row) FROM STDIN (FORMAT BINARY)`` inside the session's
+    transaction. Every row must have the same keys."""
+    if not rows:
+        return
+    names = list(rows[0])
+    plan = [_copy_type(table.c[name]) for name in names]
+    kinds = [k for _, k in plan]
+    json_at = [i for i, k in enumerate(kinds) if k == _JSON]
+    time_at = [i for i, k in enumerate(kinds) if k == _TIMESTAMP]
+    values = []
+    for row in rows:
+        value = [row[name] for name in names]
+        for i in json_at:
+            if value[i] is not None:
+                value[i] = repo.json_text(value[i])
+        for i in time_at:
+            moment = value[i]
+            if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
+                raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
+        values.append(value)
+    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
+    connection = session.connection()
+    dialect = connection.dialect
+    dbapi_connection = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    try:
+        with cursor.copy(statement) as copy:
+            copy.set_types([t for t, _ in plan])
+            for value in values:
+                copy.write_row(value)
+    except dialect.loaded_dbapi.Error as exc:
+        disconnect = dialect.is_disconnect(exc, dbapi_connection, cursor)
+        if disconnect:
+            connection.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                                  connection_invalidated=disconnect, dialect=dialect) from exc
+    finally:
+        cursor.close()
