@@ -144,6 +144,15 @@ class Consumer:
                 counts[_sid(row["message_id"])] = int(row["times_delivered"])
         return [Entry(sid, fields, counts.get(sid, 1)) for sid, fields in claimed], deleted
 
+    def release(self, stream_ids: Iterable[str], idle_s: float) -> int:
+        """Hand entries read but not processed back to the group: they stay pending (nothing is
+        lost) but look idle for ``idle_s`` (the reclaim threshold), so the next drain of any worker
+        takes them over at once instead of after ``idle_s``. Delivery counts are not raised."""
+        ids = list(stream_ids)
+        if not ids:
+            return 0
+        return len(self.r.xclaim(self.stream, self.group, self.name, 0, ids, idle=int(idle_s * 1000), justid=True))
+
     def ack(self, stream_ids: Iterable[str]) -> int:
         """XACK then XDEL, atomically (MULTI): only ever called after the commit."""
         ids = list(stream_ids)

@@ -16,9 +16,11 @@ Rules, in the order they protect a patient:
    message is set aside instead of retried forever), and a pending entry that vanished from the
    stream.
 3. **Reclaim.** Entries left pending by a dead worker for ``claim_min_idle_s`` are taken over
-   (XAUTOCLAIM) and processed one per transaction, so a poison entry cannot drag healthy ones
-   towards the delivery limit. When the database does not answer, the drain stops before reading
-   anything, so an outage does not inflate delivery counts.
+   (XAUTOCLAIM, at the start of each drain) and processed one per transaction, so a poison entry
+   cannot drag healthy ones towards the delivery limit. When the database does not answer, the
+   drain stops before reading anything, so an outage does not inflate delivery counts. Entries
+   read ahead for the next batch (``drain``) and not processed because the current batch failed
+   are released: still pending, marked idle so the next drain takes them over at once.
 4. **Order.** Within a batch, each patient's check-ins are evaluated in time order and a later
    one is compared with the earlier. The time is ``recorded_at``, capped at the batch's ``now``
    (``effective_at``): a check-in from a clock set in the future is evaluated, audited as
@@ -177,6 +179,54 @@ def _is_json(text: str) -> bool:
     return True
 
 
+# -- what needs no transaction -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    entry: Entry
+    accepted: Accepted
+    evaluation: Evaluation | None  # None: the evaluator failed (``failure`` names the exception type)
+    failure: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A batch decoded and evaluated: everything that needs no lock and no transaction, so
+    ``drain`` can do it for the next batch while the current one is being written."""
+
+    refused: list[tuple[Entry, Refusal]]
+    evaluated: list[Evaluated]
+
+
+def prepare(entries: list[Entry], sessions: sessionmaker[Session]) -> Prepared:
+    """Decode every entry and evaluate the valid ones, with each patient's enrollment (read in a
+    short transaction of its own) filling what the check-in lacks. Never raises for an entry: a
+    refusal or an evaluator failure is carried to ``process``, which stores it."""
+    refused: list[tuple[Entry, Refusal]] = []
+    valid: list[tuple[Entry, Accepted]] = []
+    for entry in entries:
+        decoded = decode(entry)
+        if isinstance(decoded, Refusal):
+            refused.append((entry, decoded))
+        else:
+            valid.append((entry, decoded))
+    ctx: dict = {}
+    if valid:
+        with sessions() as session:
+            ctx = repo.contexts(session, {a.checkin.patient_id for _, a in valid})
+    evaluated = []
+    for entry, accepted in valid:
+        checkin = accepted.checkin
+        try:
+            evaluated.append(Evaluated(entry, accepted, evaluate(checkin, ctx.get(checkin.patient_id))))
+        except Exception as exc:  # noqa: BLE001 - a bug must not block the queue; the input is kept
+            log.error("evaluation_failed", checkin_id=checkin.checkin_id, stream_id=entry.stream_id,
+                      error_type=type(exc).__name__)
+            evaluated.append(Evaluated(entry, accepted, None, type(exc).__name__))
+    return Prepared(refused, evaluated)
+
+
 # -- one transaction ---------------------------------------------------------------------------
 
 
@@ -225,7 +275,7 @@ class _Batch:
     def effective(self, checkin: CheckIn) -> dt.datetime:
         return min(checkin.recorded_at, self.now)
 
-    def accept(self, pairs: list[tuple[Entry, Accepted]]) -> None:
+    def accept(self, evaluated: list[Evaluated], meanwhile: "ReadAhead | None" = None) -> None:
         """Evaluate and store valid check-ins, per patient in effective_at order.
 
         Fast path: a few multi-row statements for the whole batch (``_store_all``), inside one
@@ -234,25 +284,21 @@ class _Batch:
         Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
         SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
         the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
-        pairs = sorted(pairs, key=lambda p: (p[1].checkin.patient_id, self.effective(p[1].checkin), _sid_key(p[0].stream_id)))
-        pids = {a.checkin.patient_id for _, a in pairs}
+        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
+                                                     _sid_key(e.entry.stream_id)))
+        pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
-        ctx = repo.contexts(self.session, pids)
         latest = repo.latest_states(self.session, pids)
         items: list[tuple[Entry, CheckIn, dict, Evaluation]] = []
         suspect = False
-        for entry, accepted in pairs:
-            checkin = accepted.checkin
-            try:
-                evaluation = evaluate(checkin, ctx.get(checkin.patient_id))
-            except Exception as exc:  # noqa: BLE001 - a bug must not block the queue; the input is kept
-                log.error("evaluation_failed", checkin_id=checkin.checkin_id, stream_id=entry.stream_id,
-                          error_type=type(exc).__name__)
+        for e in evaluated:
+            entry, accepted, checkin = e.entry, e.accepted, e.accepted.checkin
+            if e.evaluation is None:
                 self.reject(entry, Refusal("evaluation_failed", [FieldError(
-                    "(document)", f"The evaluator failed on this check-in ({type(exc).__name__}); stored for review, not evaluated")],
+                    "(document)", f"The evaluator failed on this check-in ({e.failure}); stored for review, not evaluated")],
                     checkin.checkin_id))
                 continue
-            items.append((entry, checkin, accepted.document, evaluation))
+            items.append((entry, checkin, accepted.document, e.evaluation))
             suspect = suspect or accepted.suspect
         if not items:
             return
@@ -260,7 +306,7 @@ class _Batch:
             report, stored = self.report.as_dict(), len(self.stored)
             try:
                 with self.session.begin_nested():
-                    emit = self._store_all(items, latest)
+                    emit = self._store_all(items, latest, meanwhile)
             except DBAPIError as exc:
                 # DataError: a value the database refuses. IntegrityError: another transaction stored
                 # one of these checkin_id after CopyWriter looked; the per-entry path skips it.
@@ -283,8 +329,8 @@ class _Batch:
             setattr(self.report, name, value)
         del self.stored[stored:]
 
-    def _store_all(self, items: list[tuple[Entry, CheckIn, dict, Evaluation]],
-                   latest: dict[str, repo.PatientState]) -> list[tuple[str, dict]]:
+    def _store_all(self, items: list[tuple[Entry, CheckIn, dict, Evaluation]], latest: dict[str, repo.PatientState],
+                   meanwhile: "ReadAhead | None" = None) -> list[tuple[str, dict]]:
         """``_store`` for every item at once: one INSERT per table. Returns the log events to emit
         once the statements have succeeded (so a refused batch logs nothing twice)."""
         session, now = self.session, self.now
@@ -347,6 +393,7 @@ class _Batch:
                 if debug:  # one line per transition only at DEBUG; drain_done counts them at INFO
                     emit.append((logging.DEBUG, "patient_transition", _transition_fields(ev, transition)))
         writer.transitions(transitions)
+        writer.flush(meanwhile.run if meanwhile is not None else None)
         for i in known:  # a redelivery or a duplicate (also of an earlier entry of this batch)
             entry, checkin, payload, _ = items[i]
             self._known(entry, checkin, payload)
@@ -466,19 +513,19 @@ def _sid_key(stream_id: str) -> tuple[int, int]:
 
 
 def process(entries: list[Entry], *, sessions: sessionmaker[Session], now: dt.datetime,
-            alerts: AlertHook | None = None) -> DrainReport:
+            alerts: AlertHook | None = None, prepared: Prepared | None = None,
+            meanwhile: "ReadAhead | None" = None) -> DrainReport:
     """Store the effects of ``entries`` (and, with ``alerts``, the alerts they raise) in ONE
-    transaction. Does not acknowledge anything."""
+    transaction. Does not acknowledge anything. ``prepared``: ``prepare(entries)`` done already.
+    ``meanwhile``: run while the batch's rows are written, if they are written by COPY (the
+    caller runs it otherwise)."""
+    if prepared is None:
+        prepared = prepare(entries, sessions)
     with sessions.begin() as session:
         batch = _Batch(session, now)
-        valid: list[tuple[Entry, Accepted]] = []
-        for entry in entries:
-            decoded = decode(entry)
-            if isinstance(decoded, Refusal):
-                batch.reject(entry, decoded)
-            else:
-                valid.append((entry, decoded))
-        batch.accept(valid)
+        for entry, refusal in prepared.refused:
+            batch.reject(entry, refusal)
+        batch.accept(prepared.evaluated, meanwhile)
         if alerts is not None and batch.stored:
             alerts(session, batch.stored, now)
     return batch.report
@@ -499,11 +546,15 @@ def _transient(exc: DBAPIError) -> bool:
 
 
 def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionmaker[Session], now: dt.datetime,
-                    alerts: AlertHook | None = None) -> DrainReport:
+                    alerts: AlertHook | None = None, prepared: Prepared | None = None,
+                    meanwhile: "ReadAhead | None" = None) -> DrainReport:
     started = time.perf_counter()
+    if prepared is None:
+        prepared = prepare(entries, sessions)
     for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
         try:
-            report = process(entries, sessions=sessions, now=now, alerts=alerts)  # commit ...
+            report = process(entries, sessions=sessions, now=now, alerts=alerts, prepared=prepared,
+                             meanwhile=meanwhile)  # commit ...
             break
         except DBAPIError as exc:
             if not _transient(exc) or attempt == TRANSIENT_ATTEMPTS:
@@ -536,6 +587,18 @@ def drain_once(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Set
     touched nothing) when the database does not answer. ``consumer`` defaults to one named after
     this host and process."""
     consumer = consumer or Consumer(r, settings.stream_name, settings.group)
+    report = _reclaim(consumer, sessions, settings, now, alerts)
+    entries = consumer.read(settings.batch_size)
+    report.read = len(entries)
+    if entries:
+        report.add(_commit_and_ack(consumer, entries, sessions, now, alerts))
+    return report
+
+
+def _reclaim(consumer: Consumer, sessions: sessionmaker[Session], settings: Settings, now: dt.datetime,
+             alerts: AlertHook | None) -> DrainReport:
+    """Check the database answers (StoreUnavailable if not, before anything is read), then take
+    over and process the entries a dead or stuck worker left pending, one per transaction."""
     try:
         ping(sessions.kw["bind"])
     except (DBAPIError, SQLAlchemyError) as exc:
@@ -565,11 +628,6 @@ def drain_once(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Set
             report.add(_commit_and_ack(consumer, [entry], sessions, now, alerts))  # one per transaction
     if claimed:
         log.info("entries_reclaimed", claimed=len(claimed), consumer=consumer.name)
-
-    entries = consumer.read(settings.batch_size)
-    report.read = len(entries)
-    if entries:
-        report.add(_commit_and_ack(consumer, entries, sessions, now, alerts))
     return report
 
 
@@ -580,19 +638,84 @@ def _peek_id(entry: Entry) -> str | None:
 
 def drain(*, r: redis.Redis, sessions: sessionmaker[Session], settings: Settings, consumer: Consumer | None = None,
           clock: Callable[[], dt.datetime] = utcnow, budget_s: float | None = None, alerts: AlertHook | None = None) -> DrainReport:
-    """Process batches until the stream is drained (a short batch) or ``budget_s`` is spent."""
+    """Reclaim stale entries, then process batches until the stream is drained (a short batch) or
+    ``budget_s`` is spent.
+
+    While batch k's rows are being written (PostgreSQL: the COPYs, in a helper thread), this thread
+    reads batch k+1 and decodes and evaluates it (``ReadAhead``: no lock, no transaction), so the
+    database and Python work at the same time instead of taking turns. Batch k+1's transaction
+    starts only after batch k's is committed and acknowledged, so each patient's check-ins are
+    still compared with the latest committed state, in order. Should batch k fail, the entries read
+    ahead are released (``Consumer.release``: still pending, taken over by the next drain at once)
+    and batch k's error is raised."""
     consumer = consumer or Consumer(r, settings.stream_name, settings.group)
     budget = settings.drain_budget_s if budget_s is None else budget_s
     deadline = time.monotonic() + budget
-    total = DrainReport()
-    while True:
-        report = drain_once(r=r, sessions=sessions, settings=settings, consumer=consumer, now=clock(), alerts=alerts)
-        total.add(report)
-        if report.read < settings.batch_size or time.monotonic() >= deadline:
+    total = _reclaim(consumer, sessions, settings, clock(), alerts)
+    entries, now, prepared = ReadAhead(consumer, sessions, settings, clock).result()
+    while entries:
+        total.read += len(entries)
+        ahead = None
+        if len(entries) == settings.batch_size and time.monotonic() < deadline:
+            ahead = ReadAhead(consumer, sessions, settings, clock)
+        try:
+            total.add(_commit_and_ack(consumer, entries, sessions, now, alerts, prepared, ahead))
+        except BaseException:
+            if ahead is not None:
+                ahead.release()
+            raise
+        if ahead is None:
             break
+        entries, now, prepared = ahead.result()
     if total.read or total.reclaimed:
         log.info("drain_done", **{k: v for k, v in total.as_dict().items() if k in _LOGGED})
     return total
+
+
+class ReadAhead:
+    """The next batch: read from the stream, its time taken, decoded and evaluated (``prepare``),
+    once, either while the current batch is written (``run``, called by ``CopyWriter.flush``) or
+    when ``drain`` asks for it (``result``). ``run`` never raises: an error is kept and raised by
+    ``result``, after the entries it read are released."""
+
+    def __init__(self, consumer: Consumer, sessions: sessionmaker[Session], settings: Settings,
+                 clock: Callable[[], dt.datetime]) -> None:
+        self.consumer, self.sessions, self.settings, self.clock = consumer, sessions, settings, clock
+        self.entries: list[Entry] = []
+        self.now: dt.datetime | None = None
+        self.prepared: Prepared | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+    def run(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        try:
+            self.entries = self.consumer.read(self.settings.batch_size)
+            self.now = self.clock()
+            if self.entries:
+                self.prepared = prepare(self.entries, self.sessions)
+        except BaseException as exc:  # noqa: BLE001 - raised by result(), in drain's own flow
+            self.error = exc
+
+    def result(self) -> tuple[list[Entry], dt.datetime, Prepared | None]:
+        self.run()
+        if self.error is not None:
+            self.release()
+            raise self.error
+        assert self.now is not None
+        return self.entries, self.now, self.prepared
+
+    def release(self) -> None:
+        """Hand back what was read (nothing is lost; see Consumer.release)."""
+        entries, self.entries = self.entries, []
+        if not entries:
+            return
+        try:
+            self.consumer.release((e.stream_id for e in entries), self.settings.claim_min_idle_s)
+        except redis.RedisError as exc:  # they stay pending and are reclaimed after claim_min_idle_s
+            log.warning("entries_not_released", entries=len(entries), error_type=type(exc).__name__)
 
 
 _LOGGED = {"evaluated", "rejected", "duplicates", "acked", "transitions", "out_of_order", "batches"}

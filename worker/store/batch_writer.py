@@ -25,7 +25,8 @@ stays the same.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
@@ -62,16 +63,22 @@ class InsertWriter:
     def transitions(self, rows: list[dict[str, Any]]) -> None:
         repo.insert_many(self.session, _TRANSITIONS, rows)
 
+    def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Nothing is pending: each statement ran when it was called (``meanwhile`` is not run)."""
+
 
 class CopyWriter:
     """Binary COPY on PostgreSQL; ids are taken from the sequences first (see the module doc).
 
     ``checkins`` reserves an evaluation id for every new check-in too (each new check-in of a
-    batch gets exactly one evaluation), so the ids follow the same order as with ``InsertWriter``."""
+    batch gets exactly one evaluation), so the ids follow the same order as with ``InsertWriter``.
+    The COPYs are queued and run by ``flush``, in call order (check-ins before the evaluations
+    that refer to them)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
         self._evaluation_ids: dict[str, int] = {}
+        self._pending: list[tuple[Table, list[dict[str, Any]]]] = []
 
     def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         if not rows:
@@ -89,7 +96,7 @@ class CopyWriter:
         for row, rid, eid in zip(new, checkin_ids, evaluation_ids):
             out[row["checkin_id"]] = rid
             self._evaluation_ids[row["checkin_id"]] = eid
-        copy_rows(self.session, _CHECKINS, [dict(row, id=out[row["checkin_id"]]) for row in new])
+        self._pending.append((_CHECKINS, [dict(row, id=out[row["checkin_id"]]) for row in new]))
         return out
 
     def evaluations(self, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -97,11 +104,38 @@ class CopyWriter:
         missing = [r["checkin_id"] for r in rows if r["checkin_id"] not in ids]
         if missing:  # a caller bug, not bad input: evaluations are only written for this batch's new check-ins
             raise RuntimeError(f"no evaluation id reserved for {len(missing)} evaluation(s) of this batch")
-        copy_rows(self.session, _EVALUATIONS, [dict(row, id=ids[row["checkin_id"]]) for row in rows])
+        self._pending.append((_EVALUATIONS, [dict(row, id=ids[row["checkin_id"]]) for row in rows]))
         return {row["checkin_id"]: ids[row["checkin_id"]] for row in rows}
 
     def transitions(self, rows: list[dict[str, Any]]) -> None:
-        copy_rows(self.session, _TRANSITIONS, rows)
+        self._pending.append((_TRANSITIONS, rows))
+
+    def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Run the queued COPYs. With ``meanwhile``, they run in a helper thread while this thread
+        calls ``meanwhile()``, and the server works on the rows while Python does something else
+        (``pipeline.drain`` reads and evaluates the next batch). ``meanwhile`` must not raise and
+        must not touch this session; the helper thread touches only the driver connection, and
+        this thread waits for it before anything else uses the session. Errors are raised here,
+        after both have ended."""
+        plans = [_plan(table, rows) for table, rows in self._pending if rows]
+        self._pending = []
+        if not plans:
+            return
+        connection = self.session.connection()
+        driver = connection.connection.dbapi_connection
+        if meanwhile is None:
+            failed = _run(driver, plans)
+        else:
+            box: dict[str, Any] = {}
+            helper = threading.Thread(target=lambda: box.update(failed=_run(driver, plans)), name="crs-copy", daemon=True)
+            helper.start()
+            try:
+                meanwhile()
+            finally:
+                helper.join()
+            failed = box.get("failed")
+        if failed is not None:
+            _raise(connection, driver, *failed)
 
 
 def writer_for(session: Session) -> InsertWriter | CopyWriter:
@@ -131,9 +165,22 @@ def _copy_type(column: Any) -> tuple[str, int]:
 
 def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """``COPY table (columns of the first row) FROM STDIN (FORMAT BINARY)`` inside the session's
-    transaction. Every row must have the same keys."""
+    transaction, now. Every row must have the same keys."""
     if not rows:
         return
+    connection = session.connection()
+    driver = connection.connection.dbapi_connection
+    failed = _run(driver, [_plan(table, rows)])
+    if failed is not None:
+        _raise(connection, driver, *failed)
+
+
+_Plan = tuple[str, list[str], list[list[Any]]]  # statement, types, rows of values
+
+
+def _plan(table: Table, rows: Sequence[dict[str, Any]]) -> _Plan:
+    """The statement, the types and the values (JSON as text, timestamps checked), built before
+    anything is sent. Raises ValueError for a naive timestamp."""
     names = list(rows[0])
     plan = [_copy_type(table.c[name]) for name in names]
     kinds = [k for _, k in plan]
@@ -150,21 +197,34 @@ def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) ->
             if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
                 raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
         values.append(value)
-    statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)"
-    connection = session.connection()
+    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", [t for t, _ in plan], values
+
+
+def _run(driver: Any, plans: list[_Plan]) -> tuple[BaseException, str, Any] | None:
+    """Run the COPYs on the driver connection, in order; the first failure (exception, statement,
+    cursor) instead of raising, so a helper thread can hand it back."""
+    for statement, types, values in plans:
+        cursor = driver.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                copy.set_types(types)
+                for value in values:
+                    copy.write_row(value)
+        except Exception as exc:  # noqa: BLE001 - raised by _raise in the session's thread
+            return exc, statement, cursor
+        finally:
+            cursor.close()
+    return None
+
+
+def _raise(connection: Any, driver: Any, exc: BaseException, statement: str, cursor: Any) -> None:
+    """A driver error as SQLAlchemy's DBAPIError subclass, as for any statement (a lost
+    connection is invalidated); anything else (e.g. a UnicodeEncodeError) as it is."""
     dialect = connection.dialect
-    dbapi_connection = connection.connection.dbapi_connection
-    cursor = dbapi_connection.cursor()
-    try:
-        with cursor.copy(statement) as copy:
-            copy.set_types([t for t, _ in plan])
-            for value in values:
-                copy.write_row(value)
-    except dialect.loaded_dbapi.Error as exc:
-        disconnect = dialect.is_disconnect(exc, dbapi_connection, cursor)
-        if disconnect:
-            connection.invalidate(exc)
-        raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
-                                  connection_invalidated=disconnect, dialect=dialect) from exc
-    finally:
-        cursor.close()
+    if not isinstance(exc, dialect.loaded_dbapi.Error):
+        raise exc
+    disconnect = dialect.is_disconnect(exc, driver, cursor)
+    if disconnect:
+        connection.invalidate(exc)
+    raise DBAPIError.instance(statement, None, exc, dialect.loaded_dbapi.Error, hide_parameters=True,
+                              connection_invalidated=disconnect, dialect=dialect) from exc

@@ -1,0 +1,120 @@
+"""drain() reads and evaluates batch k+1 while batch k's rows are written (pipeline.ReadAhead and
+CopyWriter.flush), on PostgreSQL: the same rows as one batch at a time; batch k+1 really is read
+before batch k commits; a failure of batch k releases what was read ahead (pending, reclaimable
+at once, delivery counts unchanged); a failure while reading ahead still lets batch k commit."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import event, select, text
+
+from tests.integration.helpers import checkin, febrile, hypotensive
+from worker import pipeline
+from worker.intake import Consumer, backlog, submit
+from worker.store import repo
+from worker.store.db import session_factory
+from worker.store.models import AuditEntry, CheckinRow, EvaluationRow, TransitionRow
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])  # the overlap needs CopyWriter
+NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=dt.UTC)
+
+
+def stream() -> list[dict]:
+    """41 check-ins of 5 patients, interleaved, getting worse and better across batch boundaries."""
+    kinds = [checkin, febrile, hypotensive, lambda cid, pid, m: checkin(cid, pid, m, neuro={"ice_score": 6})]
+    return [kinds[(i * 7 // 5) % 4](f"c{i:02d}", f"P-{i % 5}", i) for i in range(41)]
+
+
+def rows(engine) -> dict[str, list[tuple]]:
+    with engine.connect() as c:
+        out = {m.__tablename__: [tuple(r) for r in c.execute(select(m.__table__).order_by(m.__table__.c.id))]
+               for m in (EvaluationRow, TransitionRow, AuditEntry)}
+        out["checkins"] = [tuple(r)[1:5] + tuple(r)[6:] for r in c.execute(select(CheckinRow.__table__).order_by(CheckinRow.id))]
+    return out  # check-ins without id and stream_id (each run has its own stream)
+
+
+def test_overlapped_drain_leaves_what_one_batch_at_a_time_leaves(twins, r, make_settings, namespace):
+    results = []
+    for i, engine in enumerate(twins):
+        settings = make_settings(namespace=f"{namespace}-{i}", batch_size=6)
+        consumer = Consumer(r, settings.stream_name, settings.group, "c")
+        submit(r, settings.stream_name, stream(), group=settings.group)
+        sessions = session_factory(engine)
+        if i == 0:
+            report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer, clock=lambda: NOW, budget_s=60)
+        else:
+            report = pipeline.DrainReport()
+            while (step := pipeline.drain_once(r=r, sessions=sessions, settings=settings, consumer=consumer, now=NOW)).read:
+                report.add(step)
+        assert (report.evaluated, report.acked, report.batches) == (41, 41, 7)
+        assert backlog(r, settings.stream_name, settings.group) == {"pending": 0, "lag": 0}
+        results.append(rows(engine))
+    assert results[0] == results[1]
+    assert len(results[0]["transitions"]) > 10
+
+
+def test_the_next_batch_is_read_before_this_one_commits(engine, r, make_settings, monkeypatch):
+    settings = make_settings(batch_size=5)
+    submit(r, settings.stream_name, [febrile(f"c{i}", f"P-{i}", i) for i in range(12)], group=settings.group)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    events: list[str] = []
+    read = consumer.read
+    monkeypatch.setattr(consumer, "read", lambda count: (events.append("read"), read(count))[1])
+    event.listen(engine, "commit", lambda conn: events.append("commit"))
+    report = pipeline.drain(r=r, sessions=session_factory(engine), settings=settings, consumer=consumer, budget_s=60)
+    assert report.evaluated == 12
+    # contexts and reclaim commit nothing; each batch's transaction is one commit
+    batch_events = [e for e in events if e in ("read", "commit")]
+    assert batch_events[:4] == ["read", "read", "commit", "read"], batch_events
+
+
+def test_a_failed_batch_releases_what_was_read_ahead(engine, r, make_settings, monkeypatch):
+    settings = make_settings(batch_size=5, claim_min_idle_s=30.0, drain_budget_s=10.0)
+    submit(r, settings.stream_name, [febrile(f"c{i}", f"P-{i}", i) for i in range(12)], group=settings.group)
+    consumer = Consumer(r, settings.stream_name, settings.group, "dies")
+    sessions = session_factory(engine)
+
+    def alerts(session, stored, now):  # runs after the rows are written, inside the transaction
+        raise RuntimeError("bug in the alert hook")
+
+    with pytest.raises(RuntimeError, match="bug in the alert hook"):
+        pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer, alerts=alerts)
+    with sessions() as s:
+        assert repo.counts(s)["checkins"] == 0  # batch 1 rolled back
+    pending = r.xpending_range(settings.stream_name, settings.group, "-", "+", 20)
+    idle = {p["message_id"].decode(): p["time_since_delivered"] for p in pending}
+    assert len(idle) == 10 and all(p["times_delivered"] == 1 for p in pending)
+    released = sorted(sid for sid, ms in idle.items() if ms >= 30_000)
+    assert len(released) == 5  # batch 2, read ahead; batch 1 waits for claim_min_idle_s as before
+    # the next drain takes the released entries over at once and processes everything
+    other = Consumer(r, settings.stream_name, settings.group, "next")
+    report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=other)
+    assert report.reclaimed == 5 and report.evaluated == 7  # 5 released + the 2 never read
+    with sessions() as s:
+        stored = set(s.scalars(text("SELECT stream_id FROM checkins")))
+    assert set(released) <= stored
+
+
+def test_a_failure_while_reading_ahead_lets_the_current_batch_commit(engine, r, make_settings, monkeypatch):
+    settings = make_settings(batch_size=5, claim_min_idle_s=30.0)
+    submit(r, settings.stream_name, [febrile(f"c{i}", f"P-{i}", i) for i in range(12)], group=settings.group)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    sessions = session_factory(engine)
+    real = repo.contexts
+    calls = {"n": 0}
+
+    def contexts(session, pids):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the read-ahead of batch 2
+            raise ConnectionError("enrollment read failed")
+        return real(session, pids)
+
+    monkeypatch.setattr(repo, "contexts", contexts)
+    with pytest.raises(ConnectionError):
+        pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
+    with sessions() as s:
+        assert repo.counts(s)["evaluated"] == 5  # batch 1 committed ...
+    pending = r.xpending_range(settings.stream_name, settings.group, "-", "+", 20)
+    assert len(pending) == 5 and all(p["time_since_delivered"] >= 30_000 for p in pending)  # ... and acked; batch 2 released
