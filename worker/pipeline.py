@@ -331,13 +331,23 @@ class _Batch:
 
     def _store_all(self, items: list[tuple[Entry, CheckIn, dict, Evaluation]], latest: dict[str, repo.PatientState],
                    meanwhile: "ReadAhead | None" = None) -> list[tuple[str, dict]]:
-        """``_store`` for every item at once: one INSERT per table. Returns the log events to emit
-        once the statements have succeeded (so a refused batch logs nothing twice)."""
+        """``_store`` for every item at once: one statement (or COPY) per table. Returns the log
+        events to emit once the statements have succeeded (so a refused batch logs nothing twice).
+        With ``meanwhile`` (PostgreSQL), the rows are written by a helper thread while this one
+        runs ``meanwhile`` (see batch_writer.CopyWriter)."""
+        writer = batch_writer.writer_for(self.session, overlapped=meanwhile is not None)
+        try:
+            return self._write_all(writer, items, latest, meanwhile)
+        finally:
+            writer.close()  # also on an error: never leave while a helper thread still writes on the connection
+
+    def _write_all(self, writer: batch_writer.InsertWriter | batch_writer.CopyWriter,
+                   items: list[tuple[Entry, CheckIn, dict, Evaluation]], latest: dict[str, repo.PatientState],
+                   meanwhile: "ReadAhead | None") -> list[tuple[str, dict]]:
         session, now = self.session, self.now
         first: dict[str, int] = {}  # checkin_id -> index of its first item (in per-patient order)
         for i, (_, checkin, _, _) in enumerate(items):
             first.setdefault(checkin.checkin_id, i)
-        writer = batch_writer.writer_for(session)
         row_ids = writer.checkins(
             [dict(checkin_id=items[i][1].checkin_id, patient_id=items[i][1].patient_id, recorded_at=items[i][1].recorded_at,
                   received_at=now, stream_id=items[i][0].stream_id, payload=items[i][2]) for i in first.values()])

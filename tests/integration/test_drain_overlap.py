@@ -118,3 +118,78 @@ def test_a_failure_while_reading_ahead_lets_the_current_batch_commit(engine, r, 
         assert repo.counts(s)["evaluated"] == 5  # batch 1 committed ...
     pending = r.xpending_range(settings.stream_name, settings.group, "-", "+", 20)
     assert len(pending) == 5 and all(p["time_since_delivered"] >= 30_000 for p in pending)  # ... and acked; batch 2 released
+
+
+def test_a_checkin_stored_meanwhile_is_caught_in_the_helper_thread_too(engine, r, make_settings):
+    """The overlapped COPY (helper thread) hits the unique constraint: the batch still takes the
+    per-entry path and records the duplicate; the switch interval is restored."""
+    import sys
+
+    from worker.store import batch_writer
+
+    settings = make_settings(batch_size=5)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    sessions = session_factory(engine)
+    submit(r, settings.stream_name, [febrile("a1", "P-1", 0)], group=settings.group)
+    pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
+    submit(r, settings.stream_name, [checkin("a1", "P-1", 1, source="clinician")]
+           + [febrile(f"b{i}", f"P-{i}", i) for i in range(2, 11)], group=settings.group)
+
+    class Blind(batch_writer.CopyWriter):  # the look-up for stored checkin_id finds nothing
+        def checkins(self, rows):
+            execute = self.session.execute
+            self.session.execute = lambda stmt, *a, **k: (
+                execute(text("SELECT NULL::text AS checkin_id WHERE false")) if "FROM checkins WHERE" in str(stmt)
+                else execute(stmt, *a, **k))
+            try:
+                return super().checkins(rows)
+            finally:
+                del self.session.execute
+
+    switch = sys.getswitchinterval()
+    original = batch_writer.writer_for
+    batch_writer.writer_for = lambda session, overlapped=False: Blind(session, overlapped=overlapped)
+    try:
+        report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
+    finally:
+        batch_writer.writer_for = original
+    assert (report.evaluated, report.duplicates, report.acked) == (9, 1, 10)
+    assert sys.getswitchinterval() == switch
+    with sessions() as s:
+        assert repo.counts(s)["evaluated"] == 10
+
+
+def test_an_error_while_the_helper_writes_waits_for_it_before_rolling_back(engine, r, make_settings, monkeypatch):
+    """A bug between the check-ins' COPY (already running in the helper thread) and the flush: the
+    batch fails only after the helper has finished with the connection, nothing is committed, and
+    the next drain works on the same pool."""
+    from worker.store import batch_writer
+
+    settings = make_settings(batch_size=5, claim_min_idle_s=30.0)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    sessions = session_factory(engine)
+    submit(r, settings.stream_name, [febrile(f"c{i}", f"P-{i}", i) for i in range(12)], group=settings.group)
+    finished = []
+    real_run = batch_writer._run
+
+    def slow_run(driver, plans):
+        import time
+
+        time.sleep(0.2)  # still writing when the bug strikes
+        result = real_run(driver, plans)
+        finished.append(time.monotonic())
+        return result
+
+    def bug(self, rows):
+        raise RuntimeError("bug while building evaluation rows")
+
+    monkeypatch.setattr(batch_writer, "_run", slow_run)
+    monkeypatch.setattr(batch_writer.CopyWriter, "evaluations", bug)
+    with pytest.raises(RuntimeError, match="bug while building"):
+        pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
+    assert finished  # the helper's COPY ran to its end before the error left the batch
+    monkeypatch.undo()
+    with sessions() as s:
+        assert repo.counts(s)["checkins"] == 0
+    report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=Consumer(r, settings.stream_name, settings.group, "d"))
+    assert report.evaluated == 7  # the 7 never read; the failed batch waits for claim_min_idle_s, as before

@@ -25,7 +25,8 @@ stays the same.
 from __future__ import annotations
 
 import datetime as dt
-import threading
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -41,6 +42,10 @@ _CHECKINS, _EVALUATIONS, _TRANSITIONS = CheckinRow.__table__, EvaluationRow.__ta
 # created by migration 0001; tests/integration/test_batch_writer.py checks them against
 # pg_get_serial_sequence). Named, not looked up per row: the lookup cost more than the ids.
 SEQUENCES = {"checkins": "checkins_id_seq", "evaluations": "evaluations_id_seq"}
+# While COPYs run in the helper thread: it wakes up a few times per batch (the server took data or
+# answered) and each time needs the GIL, which the drain thread holds while it evaluates; with the
+# default 5 ms switch interval every wake-up could wait that long. Restored when the helper ends.
+SWITCH_S = 0.0001
 _RESERVE_IDS = text(f"SELECT nextval('{SEQUENCES['checkins']}'::regclass), nextval('{SEQUENCES['evaluations']}'::regclass) "
                     "FROM generate_series(1, :n)")
 
@@ -48,7 +53,7 @@ _RESERVE_IDS = text(f"SELECT nextval('{SEQUENCES['checkins']}'::regclass), nextv
 class InsertWriter:
     """Multi-row INSERT statements (SQLite, and PostgreSQL when COPY is not used)."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, overlapped: bool = False) -> None:
         self.session = session
 
     def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -66,19 +71,29 @@ class InsertWriter:
     def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
         """Nothing is pending: each statement ran when it was called (``meanwhile`` is not run)."""
 
+    def close(self) -> None:
+        """Nothing runs in the background."""
+
 
 class CopyWriter:
     """Binary COPY on PostgreSQL; ids are taken from the sequences first (see the module doc).
 
     ``checkins`` reserves an evaluation id for every new check-in too (each new check-in of a
     batch gets exactly one evaluation), so the ids follow the same order as with ``InsertWriter``.
-    The COPYs are queued and run by ``flush``, in call order (check-ins before the evaluations
-    that refer to them)."""
+    The COPYs run in call order (check-ins before the evaluations that refer to them): by
+    ``flush``, or, ``overlapped``, in a helper thread from ``checkins`` on, while the caller builds
+    the other rows and then does other work (``flush``). ``close`` waits for the helper; the
+    caller must call it whatever happens, before the session is used again."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, overlapped: bool = False) -> None:
         self.session = session
         self._evaluation_ids: dict[str, int] = {}
         self._pending: list[tuple[Table, list[dict[str, Any]]]] = []
+        self._overlapped = overlapped
+        self._helper: ThreadPoolExecutor | None = None
+        self._running: list[Future[tuple[BaseException, str, Any] | None]] = []
+        self._driver: tuple[Any, Any] = (None, None)  # (SQLAlchemy connection, driver connection) the helper uses
+        self._switch = sys.getswitchinterval()
 
     def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         if not rows:
@@ -97,6 +112,8 @@ class CopyWriter:
             out[row["checkin_id"]] = rid
             self._evaluation_ids[row["checkin_id"]] = eid
         self._pending.append((_CHECKINS, [dict(row, id=out[row["checkin_id"]]) for row in new]))
+        if self._overlapped:  # the check-ins need nothing more: the server can start on them now
+            self._start()
         return out
 
     def evaluations(self, rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -110,36 +127,59 @@ class CopyWriter:
     def transitions(self, rows: list[dict[str, Any]]) -> None:
         self._pending.append((_TRANSITIONS, rows))
 
-    def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
-        """Run the queued COPYs. With ``meanwhile``, they run in a helper thread while this thread
-        calls ``meanwhile()``, and the server works on the rows while Python does something else
-        (``pipeline.drain`` reads and evaluates the next batch). ``meanwhile`` must not raise and
-        must not touch this session; the helper thread touches only the driver connection, and
-        this thread waits for it before anything else uses the session. Errors are raised here,
-        after both have ended."""
+    def _start(self) -> None:
+        """Hand the queued COPYs to the helper thread (it runs them in order, touching only the
+        driver connection; nothing else uses the session until ``flush`` or ``close`` waited)."""
         plans = [_plan(table, rows) for table, rows in self._pending if rows]
         self._pending = []
         if not plans:
             return
-        connection = self.session.connection()
-        driver = connection.connection.dbapi_connection
-        if meanwhile is None:
-            failed = _run(driver, plans)
-        else:
-            box: dict[str, Any] = {}
-            helper = threading.Thread(target=lambda: box.update(failed=_run(driver, plans)), name="crs-copy", daemon=True)
-            helper.start()
+        if self._helper is None:
+            connection = self.session.connection()
+            self._driver = (connection, connection.connection.dbapi_connection)
+            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crs-copy")
+            self._switch = sys.getswitchinterval()
+            sys.setswitchinterval(SWITCH_S)
+        self._running.append(self._helper.submit(_run, self._driver[1], plans))
+
+    def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
+        """Run the queued COPYs. Overlapped (``overlapped`` and ``meanwhile``): they run in the
+        helper thread (the check-ins' COPY since ``checkins``) while this thread calls
+        ``meanwhile()``, so the server works on the rows while Python does something else
+        (``pipeline.drain`` reads and evaluates the next batch). ``meanwhile`` must not raise and
+        must not touch this session. Errors are raised here, after both have ended."""
+        if self._overlapped and meanwhile is not None:
+            self._start()
             try:
                 meanwhile()
             finally:
-                helper.join()
-            failed = box.get("failed")
-        if failed is not None:
-            _raise(connection, driver, *failed)
+                failures = self.close()
+            if failures:
+                _raise(*self._driver, *failures[0])
+            return
+        plans = [_plan(table, rows) for table, rows in self._pending if rows]
+        self._pending = []
+        if plans:
+            connection = self.session.connection()
+            driver = connection.connection.dbapi_connection
+            failed = _run(driver, plans)
+            if failed is not None:
+                _raise(connection, driver, *failed)
+
+    def close(self) -> list[tuple[BaseException, str, Any]]:
+        """Wait for the helper thread (also when the batch failed meanwhile); its failures."""
+        running, self._running = self._running, []
+        failures = [failed for failed in (f.result() for f in running) if failed is not None]
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
+            self._helper = None
+            sys.setswitchinterval(self._switch)
+        return failures
 
 
-def writer_for(session: Session) -> InsertWriter | CopyWriter:
-    return CopyWriter(session) if session.get_bind().dialect.name == "postgresql" else InsertWriter(session)
+def writer_for(session: Session, overlapped: bool = False) -> InsertWriter | CopyWriter:
+    writer = CopyWriter if session.get_bind().dialect.name == "postgresql" else InsertWriter
+    return writer(session, overlapped=overlapped)
 
 
 # -- binary COPY -------------------------------------------------------------------------------------
