@@ -147,7 +147,9 @@ class Consumer:
     def release(self, stream_ids: Iterable[str], idle_s: float) -> int:
         """Hand entries read but not processed back to the group: they stay pending (nothing is
         lost) but look idle for ``idle_s`` (the reclaim threshold), so the next drain of any worker
-        takes them over at once instead of after ``idle_s``. Delivery counts are not raised."""
+        takes them over at once instead of after ``idle_s``. Delivery counts are not raised.
+        (Redis drops an entry that no longer exists in the stream from the pending list here;
+        nothing trims unacknowledged entries, so that cannot happen to one read ahead.)"""
         ids = list(stream_ids)
         if not ids:
             return 0

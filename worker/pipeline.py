@@ -276,7 +276,9 @@ class _Batch:
         return min(checkin.recorded_at, self.now)
 
     def accept(self, evaluated: list[Evaluated], meanwhile: "ReadAhead | None" = None) -> None:
-        """Evaluate and store valid check-ins, per patient in effective_at order.
+        """Store evaluated check-ins (and refuse those the evaluator failed on), per patient in
+        effective_at order. ``meanwhile``: the next batch's read-ahead, run while the rows are
+        written (PostgreSQL).
 
         Fast path: a few multi-row statements for the whole batch (``_store_all``), inside one
         SAVEPOINT. Should the database refuse a value anyway (DataError), or should a document hold
@@ -723,9 +725,13 @@ class ReadAhead:
         if not entries:
             return
         try:
-            self.consumer.release((e.stream_id for e in entries), self.settings.claim_min_idle_s)
+            released = self.consumer.release((e.stream_id for e in entries), self.settings.claim_min_idle_s)
         except redis.RedisError as exc:  # they stay pending and are reclaimed after claim_min_idle_s
             log.warning("entries_not_released", entries=len(entries), error_type=type(exc).__name__)
+            return
+        if released != len(entries):  # deleted from the stream meanwhile (see Consumer.release): say so
+            log.error("released_entries_vanished", entries=len(entries) - released,
+                      stream_ids=[e.stream_id for e in entries][:20])
 
 
 _LOGGED = {"evaluated", "rejected", "duplicates", "acked", "transitions", "out_of_order", "batches"}

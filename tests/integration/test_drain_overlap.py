@@ -193,3 +193,50 @@ def test_an_error_while_the_helper_writes_waits_for_it_before_rolling_back(engin
         assert repo.counts(s)["checkins"] == 0
     report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=Consumer(r, settings.stream_name, settings.group, "d"))
     assert report.evaluated == 7  # the 7 never read; the failed batch waits for claim_min_idle_s, as before
+
+
+def test_a_cut_short_wait_for_the_helper_is_resumed_by_the_next_close(engine, monkeypatch):
+    """Celery's soft time limit can interrupt close() while it waits for the helper: the future is
+    kept, so the close() that always follows still waits for the helper before the session moves on."""
+    import time
+    from concurrent.futures import Future
+
+    from worker.store import batch_writer
+
+    real_run = batch_writer._run
+    done = []
+    monkeypatch.setattr(batch_writer, "_run", lambda d, p: (time.sleep(0.3), real_run(d, p), done.append(1))[1])
+    row = dict(checkin_id="c1", patient_id="P-1", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload={})
+    with session_factory(engine)() as s:
+        writer = batch_writer.CopyWriter(s, overlapped=True)
+        writer.checkins([row])  # the helper starts the check-ins' COPY now
+        real_result = Future.result
+        calls = {"n": 0}
+
+        def interrupted(self, timeout=None):
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise KeyboardInterrupt  # the time limit strikes during the wait
+            return real_result(self, timeout)
+
+        monkeypatch.setattr(Future, "result", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            writer.close()
+        assert not done  # the helper is still writing ...
+        assert writer.close() == [] and done  # ... and the next close waited for it
+        assert s.scalar(text("SELECT count(*) FROM checkins")) == 1
+
+
+def test_an_entry_deleted_before_its_release_is_reported_not_silently_dropped(engine, r, make_settings, capsys):
+    settings = make_settings(batch_size=5, claim_min_idle_s=30.0)
+    submit(r, settings.stream_name, [febrile(f"c{i}", f"P-{i}", i) for i in range(3)], group=settings.group)
+    consumer = Consumer(r, settings.stream_name, settings.group, "c")
+    ahead = pipeline.ReadAhead(consumer, session_factory(engine), settings, lambda: NOW)
+    ahead.run()
+    gone = ahead.entries[1].stream_id
+    r.xdel(settings.stream_name, gone)  # someone trimmed the stream (nothing in crs-alert does)
+    ahead.release()
+    vanished = [line for line in capsys.readouterr().out.splitlines() if "released_entries_vanished" in line]
+    assert len(vanished) == 1 and "entries=1" in vanished[0] and gone in vanished[0]
+    pending = r.xpending_range(settings.stream_name, settings.group, "-", "+", 10)
+    assert len(pending) == 2 and all(p["time_since_delivered"] >= 30_000 for p in pending)

@@ -1,7 +1,8 @@
 """How a batch's check-ins, evaluations and transitions reach the database (the pipeline's fast path).
 
-Two writers with one interface and the same result, ids included
-(tests/integration/test_batch_writer.py holds them to it):
+Two writers with one interface and the same rows (tests/integration/test_batch_writer.py holds
+them to it; only check-in ids can differ after a replay, because INSERT ... ON CONFLICT draws a
+sequence value even for a row it skips):
 
 - ``InsertWriter``, both databases: multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING``.
 - ``CopyWriter``, PostgreSQL: binary ``COPY``. Parsing a JSON batch parameter
@@ -26,8 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
@@ -167,9 +168,16 @@ class CopyWriter:
                 _raise(connection, driver, *failed)
 
     def close(self) -> list[tuple[BaseException, str, Any]]:
-        """Wait for the helper thread (also when the batch failed meanwhile); its failures."""
-        running, self._running = self._running, []
-        failures = [failed for failed in (f.result() for f in running) if failed is not None]
+        """Wait for the helper thread (also when the batch failed meanwhile); its failures.
+
+        A future is forgotten only once it is done, so a wait cut short (e.g. by Celery's soft
+        time limit) leaves it for the next ``close`` (``_store_all`` always calls one more)."""
+        failures = []
+        while self._running:
+            failed = self._running[0].result()
+            self._running.pop(0)
+            if failed is not None:
+                failures.append(failed)
         if self._helper is not None:
             self._helper.shutdown(wait=True)
             self._helper = None
