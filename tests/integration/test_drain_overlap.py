@@ -196,35 +196,38 @@ def test_an_error_while_the_helper_writes_waits_for_it_before_rolling_back(engin
 
 
 def test_a_cut_short_wait_for_the_helper_is_resumed_by_the_next_close(engine, monkeypatch):
-    """Celery's soft time limit can interrupt close() while it waits for the helper: the future is
-    kept, so the close() that always follows still waits for the helper before the session moves on."""
+    """Celery's soft time limit (a signal, raising in the drain thread) can interrupt close() while
+    it waits for the helper: the close() that always follows still waits for the helper before the
+    session moves on."""
+    import signal
     import time
-    from concurrent.futures import Future
 
     from worker.store import batch_writer
 
+    class TimeLimit(Exception):
+        pass
+
+    def on_alarm(signum, frame):
+        raise TimeLimit
+
     real_run = batch_writer._run
     done = []
-    monkeypatch.setattr(batch_writer, "_run", lambda d, p: (time.sleep(0.3), real_run(d, p), done.append(1))[1])
+    monkeypatch.setattr(batch_writer, "_run", lambda d, p: (time.sleep(0.4), real_run(d, p), done.append(1))[1])
     row = dict(checkin_id="c1", patient_id="P-1", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload={})
-    with session_factory(engine)() as s:
-        writer = batch_writer.CopyWriter(s, overlapped=True)
-        writer.checkins([row])  # the helper starts the check-ins' COPY now
-        real_result = Future.result
-        calls = {"n": 0}
-
-        def interrupted(self, timeout=None):
-            calls["n"] += 1
-            if calls["n"] == 1:
-                raise KeyboardInterrupt  # the time limit strikes during the wait
-            return real_result(self, timeout)
-
-        monkeypatch.setattr(Future, "result", interrupted)
-        with pytest.raises(KeyboardInterrupt):
-            writer.close()
-        assert not done  # the helper is still writing ...
-        assert writer.close() == [] and done  # ... and the next close waited for it
-        assert s.scalar(text("SELECT count(*) FROM checkins")) == 1
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with session_factory(engine)() as s:
+            writer = batch_writer.CopyWriter(s, overlapped=True)
+            writer.checkins([row])  # the helper starts the check-ins' COPY now
+            signal.setitimer(signal.ITIMER_REAL, 0.1)
+            with pytest.raises(TimeLimit):
+                writer.close()
+            assert not done  # the helper is still writing ...
+            assert writer.close() == [] and done  # ... and the next close waited for it
+            assert s.scalar(text("SELECT count(*) FROM checkins")) == 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def test_an_entry_deleted_before_its_release_is_reported_not_silently_dropped(engine, r, make_settings, capsys):

@@ -26,9 +26,8 @@ stays the same.
 from __future__ import annotations
 
 import datetime as dt
-import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
@@ -36,6 +35,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from worker.store import repo
+from worker.store.helper_thread import HelperThread
 from worker.store.models import CheckinRow, EvaluationRow, TransitionRow, UTCDateTime
 
 _CHECKINS, _EVALUATIONS, _TRANSITIONS = CheckinRow.__table__, EvaluationRow.__table__, TransitionRow.__table__
@@ -43,10 +43,6 @@ _CHECKINS, _EVALUATIONS, _TRANSITIONS = CheckinRow.__table__, EvaluationRow.__ta
 # created by migration 0001; tests/integration/test_batch_writer.py checks them against
 # pg_get_serial_sequence). Named, not looked up per row: the lookup cost more than the ids.
 SEQUENCES = {"checkins": "checkins_id_seq", "evaluations": "evaluations_id_seq"}
-# While COPYs run in the helper thread: it wakes up a few times per batch (the server took data or
-# answered) and each time needs the GIL, which the drain thread holds while it evaluates; with the
-# default 5 ms switch interval every wake-up could wait that long. Restored when the helper ends.
-SWITCH_S = 0.0001
 _RESERVE_IDS = text(f"SELECT nextval('{SEQUENCES['checkins']}'::regclass), nextval('{SEQUENCES['evaluations']}'::regclass) "
                     "FROM generate_series(1, :n)")
 
@@ -91,10 +87,9 @@ class CopyWriter:
         self._evaluation_ids: dict[str, int] = {}
         self._pending: list[tuple[Table, list[dict[str, Any]]]] = []
         self._overlapped = overlapped
-        self._helper: ThreadPoolExecutor | None = None
+        self._helper = HelperThread("crs-copy")
         self._running: list[Future[tuple[BaseException, str, Any] | None]] = []
         self._driver: tuple[Any, Any] = (None, None)  # (SQLAlchemy connection, driver connection) the helper uses
-        self._switch = sys.getswitchinterval()
 
     def checkins(self, rows: list[dict[str, Any]]) -> dict[str, int]:
         if not rows:
@@ -135,12 +130,9 @@ class CopyWriter:
         self._pending = []
         if not plans:
             return
-        if self._helper is None:
+        if self._driver[0] is None:
             connection = self.session.connection()
             self._driver = (connection, connection.connection.dbapi_connection)
-            self._helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="crs-copy")
-            self._switch = sys.getswitchinterval()
-            sys.setswitchinterval(SWITCH_S)
         self._running.append(self._helper.submit(_run, self._driver[1], plans))
 
     def flush(self, meanwhile: Callable[[], None] | None = None) -> None:
@@ -169,20 +161,10 @@ class CopyWriter:
 
     def close(self) -> list[tuple[BaseException, str, Any]]:
         """Wait for the helper thread (also when the batch failed meanwhile); its failures.
-
-        A future is forgotten only once it is done, so a wait cut short (e.g. by Celery's soft
-        time limit) leaves it for the next ``close`` (``_store_all`` always calls one more)."""
-        failures = []
-        while self._running:
-            failed = self._running[0].result()
-            self._running.pop(0)
-            if failed is not None:
-                failures.append(failed)
-        if self._helper is not None:
-            self._helper.shutdown(wait=True)
-            self._helper = None
-            sys.setswitchinterval(self._switch)
-        return failures
+        A wait cut short is resumed by the next ``close`` (``_store_all`` always calls one more)."""
+        self._helper.wait()
+        running, self._running = self._running, []
+        return [failed for failed in (job.result() for job in running) if failed is not None]
 
 
 def writer_for(session: Session, overlapped: bool = False) -> InsertWriter | CopyWriter:
