@@ -79,6 +79,25 @@ def assert_same(a: dict[str, list[tuple]], b: dict[str, list[tuple]]) -> None:
         assert len(rows) == len(b[table]), table
 
 
+class BlindCopyWriter(batch_writer.CopyWriter):
+    """A CopyWriter whose look-up for stored checkin_id finds nothing: as if another transaction
+    stored one of them right after the look-up."""
+
+    def checkins(self, rows):
+        original = self.session.execute
+
+        def execute(statement, *args, **kwargs):
+            if "SELECT checkin_id FROM checkins" in str(statement):
+                return original(text("SELECT NULL::text AS checkin_id WHERE false"))
+            return original(statement, *args, **kwargs)
+
+        self.session.execute = execute
+        try:
+            return super().checkins(rows)
+        finally:
+            del self.session.execute
+
+
 def stream(seed: int) -> list[list[dict]]:
     """Batches of check-ins: several per patient, shuffled, with in-batch duplicates, resubmissions
     of stored check-ins (same and changed payload), late (out-of-order) and future-dated ones."""
@@ -154,22 +173,7 @@ def test_a_checkin_stored_meanwhile_sends_the_batch_down_the_per_entry_path(twin
     batches = [[febrile("a1", "P-01", 0), checkin("a2", "P-02", 1)], [checkin("a1", "P-01", 5, source="clinician"), hypotensive("a3", "P-01", 6)]]
     expected = run_stream(twins[1], r, make_settings, namespace, batches, batch_writer.InsertWriter)
 
-    class Blind(batch_writer.CopyWriter):
-        def checkins(self, rows):
-            original = self.session.execute
-
-            def execute(statement, *args, **kwargs):  # the look-up for stored checkin_id finds nothing
-                if "SELECT checkin_id FROM checkins" in str(statement):
-                    return original(text("SELECT NULL::text AS checkin_id WHERE false"))
-                return original(statement, *args, **kwargs)
-
-            self.session.execute = execute
-            try:
-                return super().checkins(rows)
-            finally:
-                del self.session.execute
-
-    got = run_stream(twins[0], r, make_settings, namespace, batches, Blind)
+    got = run_stream(twins[0], r, make_settings, namespace, batches, BlindCopyWriter)
     assert_same(by_checkin(got), by_checkin(expected))
     assert [row[2] for row in got["duplicate_checkins"]] == ["a1"]
     refused = [line for line in capsys.readouterr().out.splitlines() if "batch_fast_path_refused" in line]

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import event, select, text
 
 from tests.integration.helpers import checkin, febrile, hypotensive
+from tests.integration.test_batch_writer import BlindCopyWriter
 from worker import pipeline
 from worker.intake import Consumer, backlog, submit
 from worker.store import repo
@@ -135,20 +136,9 @@ def test_a_checkin_stored_meanwhile_is_caught_in_the_helper_thread_too(engine, r
     submit(r, settings.stream_name, [checkin("a1", "P-1", 1, source="clinician")]
            + [febrile(f"b{i}", f"P-{i}", i) for i in range(2, 11)], group=settings.group)
 
-    class Blind(batch_writer.CopyWriter):  # the look-up for stored checkin_id finds nothing
-        def checkins(self, rows):
-            execute = self.session.execute
-            self.session.execute = lambda stmt, *a, **k: (
-                execute(text("SELECT NULL::text AS checkin_id WHERE false")) if "FROM checkins WHERE" in str(stmt)
-                else execute(stmt, *a, **k))
-            try:
-                return super().checkins(rows)
-            finally:
-                del self.session.execute
-
     switch = sys.getswitchinterval()
     original = batch_writer.writer_for
-    batch_writer.writer_for = lambda session, overlapped=False: Blind(session, overlapped=overlapped)
+    batch_writer.writer_for = lambda session, overlapped=False: BlindCopyWriter(session, overlapped=overlapped)
     try:
         report = pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
     finally:

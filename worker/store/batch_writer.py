@@ -152,12 +152,7 @@ class CopyWriter:
             return
         plans = [_plan(table, rows) for table, rows in self._pending if rows]
         self._pending = []
-        if plans:
-            connection = self.session.connection()
-            driver = connection.connection.dbapi_connection
-            failed = _run(driver, plans)
-            if failed is not None:
-                _raise(connection, driver, *failed)
+        _copy_now(self.session, plans)
 
     def close(self) -> list[tuple[BaseException, str, Any]]:
         """Wait for the helper thread (also when the batch failed meanwhile); its failures.
@@ -196,11 +191,17 @@ def _copy_type(column: Any) -> tuple[str, int]:
 def copy_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """``COPY table (columns of the first row) FROM STDIN (FORMAT BINARY)`` inside the session's
     transaction, now. Every row must have the same keys."""
-    if not rows:
+    if rows:
+        _copy_now(session, [_plan(table, rows)])
+
+
+def _copy_now(session: Session, plans: list[_Plan]) -> None:
+    """Run ``plans`` on the session's connection in this thread; errors raised as SQLAlchemy's."""
+    if not plans:
         return
     connection = session.connection()
     driver = connection.connection.dbapi_connection
-    failed = _run(driver, [_plan(table, rows)])
+    failed = _run(driver, plans)
     if failed is not None:
         _raise(connection, driver, *failed)
 
