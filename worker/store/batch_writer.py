@@ -85,7 +85,7 @@ class CopyWriter:
     def __init__(self, session: Session, overlapped: bool = False) -> None:
         self.session = session
         self._evaluation_ids: dict[str, int] = {}
-        self._pending: list[tuple[Table, list[dict[str, Any]]]] = []
+        self._pending: list[tuple[Table, list[dict[str, Any]], list[int] | None]] = []  # (table, rows, their ids)
         self._overlapped = overlapped
         self._helper = HelperThread("crs-copy")
         self._running: list[Future[tuple[BaseException, str, Any] | None]] = []
@@ -95,8 +95,8 @@ class CopyWriter:
         if not rows:
             return {}
         known = set(self.session.execute(
-            text("SELECT checkin_id FROM checkins WHERE checkin_id = ANY(CAST(:ids AS text[]))"),
-            {"ids": [r["checkin_id"] for r in rows]}).scalars())
+            text("SELECT checkin_id FROM checkins WHERE checkin_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"),
+            {"ids": repo.id_list(r["checkin_id"] for r in rows)}).scalars())
         new = [r for r in rows if r["checkin_id"] not in known]
         if not new:
             return {}
@@ -107,7 +107,7 @@ class CopyWriter:
         for row, rid, eid in zip(new, checkin_ids, evaluation_ids):
             out[row["checkin_id"]] = rid
             self._evaluation_ids[row["checkin_id"]] = eid
-        self._pending.append((_CHECKINS, [dict(row, id=out[row["checkin_id"]]) for row in new]))
+        self._pending.append((_CHECKINS, new, checkin_ids))
         if self._overlapped:  # the check-ins need nothing more: the server can start on them now
             self._start()
         return out
@@ -117,16 +117,16 @@ class CopyWriter:
         missing = [r["checkin_id"] for r in rows if r["checkin_id"] not in ids]
         if missing:  # a caller bug, not bad input: evaluations are only written for this batch's new check-ins
             raise RuntimeError(f"no evaluation id reserved for {len(missing)} evaluation(s) of this batch")
-        self._pending.append((_EVALUATIONS, [dict(row, id=ids[row["checkin_id"]]) for row in rows]))
+        self._pending.append((_EVALUATIONS, rows, [ids[row["checkin_id"]] for row in rows]))
         return {row["checkin_id"]: ids[row["checkin_id"]] for row in rows}
 
     def transitions(self, rows: list[dict[str, Any]]) -> None:
-        self._pending.append((_TRANSITIONS, rows))
+        self._pending.append((_TRANSITIONS, rows, None))
 
     def _start(self) -> None:
         """Hand the queued COPYs to the helper thread (it runs them in order, touching only the
         driver connection; nothing else uses the session until ``flush`` or ``close`` waited)."""
-        plans = [_plan(table, rows) for table, rows in self._pending if rows]
+        plans = [_plan(table, rows, ids) for table, rows, ids in self._pending if rows]
         self._pending = []
         if not plans:
             return
@@ -150,7 +150,7 @@ class CopyWriter:
             if failures:
                 _raise(*self._driver, *failures[0])
             return
-        plans = [_plan(table, rows) for table, rows in self._pending if rows]
+        plans = [_plan(table, rows, ids) for table, rows, ids in self._pending if rows]
         self._pending = []
         _copy_now(self.session, plans)
 
@@ -209,14 +209,16 @@ def _copy_now(session: Session, plans: list[_Plan]) -> None:
 _Plan = tuple[str, list[str], list[list[Any]]]  # statement, types, rows of values
 
 
-def _plan(table: Table, rows: Sequence[dict[str, Any]]) -> _Plan:
+def _plan(table: Table, rows: Sequence[dict[str, Any]], ids: Sequence[int] | None = None) -> _Plan:
     """The statement, the types and the values (JSON as text, timestamps checked), built before
-    anything is sent. Raises ValueError for a naive timestamp."""
+    anything is sent. ``ids``: the rows' ``id`` column, one per row, sent first (so the rows need
+    not be copied to add it). Raises ValueError for a naive timestamp."""
     names = list(rows[0])
+    if ids is not None and (len(ids) != len(rows) or "id" in names):  # a caller bug
+        raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows, or rows that carry their own id")
     plan = [_copy_type(table.c[name]) for name in names]
-    kinds = [k for _, k in plan]
-    json_at = [i for i, k in enumerate(kinds) if k == _JSON]
-    time_at = [i for i, k in enumerate(kinds) if k == _TIMESTAMP]
+    json_at = [i for i, (_, k) in enumerate(plan) if k == _JSON]
+    time_at = [i for i, (_, k) in enumerate(plan) if k == _TIMESTAMP]
     values = []
     for row in rows:
         value = [row[name] for name in names]
@@ -228,6 +230,11 @@ def _plan(table: Table, rows: Sequence[dict[str, Any]]) -> _Plan:
             if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
                 raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
         values.append(value)
+    if ids is not None:
+        names.insert(0, "id")
+        plan.insert(0, _copy_type(table.c.id))
+        for rid, value in zip(ids, values):
+            value.insert(0, rid)
     return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", [t for t, _ in plan], values
 
 
