@@ -207,3 +207,22 @@ def test_a_connection_lost_during_copy_is_an_operational_error_and_invalidated(t
         assert caught.value.connection_invalidated
     with session_factory(engine)() as s:  # the pool hands out a working connection afterwards
         assert s.scalar(text("SELECT count(*) FROM checkins")) == 0
+
+
+ODD_IDS = ['a,b', 'q"uote', 'back\\slash', '{brace}', ' spaced ', 'ünï-cödé', 'emoji-\U0001f489', "tab\there", "'single'", "[1,2]"]
+
+
+def test_checkin_ids_of_any_characters_are_recognised_when_submitted_again(twins, r, make_settings, namespace, capsys):
+    """The writer asks which checkin_id are stored already with ONE JSON-text parameter
+    (repo.id_list): ids holding the characters of JSON, of array literals and of SQL quoting must
+    come back exactly, or a resubmission would be COPYed again and refused by the unique constraint
+    (the per-entry path would then hide the miss, so the test also asserts the fast path held)."""
+    first = [febrile(cid, f"P-{i:02d}", i) for i, cid in enumerate(ODD_IDS)]
+    again = [dict(doc) for doc in first[:5]] + [dict(doc, source="clinician") for doc in first[5:]]
+    batches = [first, again + [checkin("plain", "P-99", 30)]]
+    expected = run_stream(twins[1], r, make_settings, namespace, batches, batch_writer.InsertWriter)
+    got = run_stream(twins[0], r, make_settings, namespace, batches, batch_writer.CopyWriter)
+    assert_same(got, expected)
+    assert sorted(row[2] for row in got["duplicate_checkins"]) == sorted(ODD_IDS)
+    assert sorted(row[0] for row in got["checkins"]) == sorted([*ODD_IDS, "plain"])
+    assert "batch_fast_path_refused" not in capsys.readouterr().out
