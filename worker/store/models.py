@@ -106,8 +106,8 @@ class EvaluationRow(Base):
     __tablename__ = "evaluations"
     __table_args__ = (Index("ix_evaluations_patient_effective", "patient_id", "effective_at"),)
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    checkin_row_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), unique=True)
-    checkin_id: Mapped[str] = mapped_column(String(128), unique=True)
+    checkin_row_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), unique=True)  # one evaluation per check-in
+    checkin_id: Mapped[str] = mapped_column(String(128))  # the check-in's (unique there); not indexed: looked up by nothing
     patient_id: Mapped[str] = mapped_column(String(64))
     recorded_at: Mapped[dt.datetime] = mapped_column(TZ)
     # The time that orders a patient's evaluations: recorded_at, but never later than the batch
