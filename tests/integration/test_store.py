@@ -61,3 +61,36 @@ def test_sqlite_parent_directory_is_created(tmp_path):
     assert (tmp_path / "a" / "b" / "x.db").exists()
     with session_factory(eng)() as s:
         assert repo.counts(s)["received"] == 0
+
+
+def test_0004_keeps_the_rows_and_one_evaluation_per_checkin(db_url):
+    """A store at 0003 with data upgrades to 0004 (SQLite rebuilds the table): rows kept, the
+    redundant unique constraint on evaluations.checkin_id gone, one evaluation per check-in still
+    enforced through checkin_row_id."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    eng = make_engine(db_url)
+    try:
+        upgrade(eng, "0003")
+        assert ("checkin_id",) in {tuple(u["column_names"]) for u in inspect(eng).get_unique_constraints("evaluations")}
+        row = dict(cid="c1", pid="P-01", at=NOW, sid="1-0", payload="{}", result="{}", flags="[]")
+        with eng.begin() as c:
+            c.execute(text("INSERT INTO checkins (checkin_id, patient_id, recorded_at, received_at, stream_id, payload) "
+                           "VALUES (:cid, :pid, :at, :at, :sid, :payload)"), row)
+            row["rid"] = c.execute(text("SELECT id FROM checkins")).scalar_one()
+            c.execute(text("INSERT INTO evaluations (checkin_row_id, checkin_id, patient_id, recorded_at, effective_at, "
+                           "evaluated_at, crs_grade, crs_grade_is_minimum, icans_floor, red_flags, urgency, out_of_order, result) "
+                           "VALUES (:rid, :cid, :pid, :at, :at, :at, 1, false, 0, :flags, 'urgent', false, :result)"), row)
+        upgrade(eng, "0004")
+        assert current_revision(eng) == "0004"
+        uniques = {tuple(u["column_names"]) for u in inspect(eng).get_unique_constraints("evaluations")}
+        assert ("checkin_id",) not in uniques and ("checkin_row_id",) in uniques
+        with eng.connect() as c:
+            assert c.execute(text("SELECT checkin_id, crs_grade FROM evaluations")).all() == [("c1", 1)]
+        with pytest.raises(IntegrityError), eng.begin() as c:  # a second evaluation of the same check-in
+            c.execute(text("INSERT INTO evaluations (checkin_row_id, checkin_id, patient_id, recorded_at, effective_at, "
+                           "evaluated_at, crs_grade, crs_grade_is_minimum, icans_floor, red_flags, urgency, out_of_order, result) "
+                           "VALUES (:rid, :cid, :pid, :at, :at, :at, 2, false, 0, :flags, 'urgent', false, :result)"), row)
+    finally:
+        eng.dispose()
