@@ -292,8 +292,9 @@ class _Batch:
         Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
         SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
         the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
-        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
-                                                     _sid_key(e.entry.stream_id)))
+        now = self.now
+        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, min(e.accepted.checkin.recorded_at, now),
+                                                     _sid_key(e.entry.stream_id)))  # min(...): self.effective, inlined
         pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
         latest = repo.latest_states(self.session, pids)
@@ -379,13 +380,8 @@ class _Batch:
                 state[checkin.patient_id] = (checkin.checkin_id, effective_at, repo.PatientState(
                     0, effective_at, ev.crs_grade, ev.icans_grade, ev.icans_floor, tuple(ev.red_flags), ev.urgency))
             new.append((i, effective_at, out_of_order, previous, transition))
-        eval_ids = writer.evaluations([
-            dict(checkin_row_id=row_ids[items[i][1].checkin_id], checkin_id=items[i][3].checkin_id,
-                 patient_id=items[i][3].patient_id, recorded_at=items[i][3].recorded_at, effective_at=effective_at,
-                 evaluated_at=now, crs_grade=items[i][3].crs_grade, crs_grade_is_minimum=items[i][3].crs_grade_is_minimum,
-                 icans_grade=items[i][3].icans_grade, icans_floor=items[i][3].icans_floor, red_flags=list(items[i][3].red_flags),
-                 news2=items[i][3].news2, urgency=items[i][3].urgency.value, out_of_order=out_of_order, result=items[i][3].as_dict())
-            for i, effective_at, out_of_order, _, _ in new])
+        eval_ids = writer.evaluations([_evaluation_row(items[i][3], row_ids[items[i][1].checkin_id], effective_at, now, out_of_order)
+                                       for i, effective_at, out_of_order, _, _ in new])
         emit: list[tuple[int, str, dict]] = []
         debug = _stdlib_log.isEnabledFor(logging.DEBUG)
         transitions = []
@@ -464,10 +460,7 @@ class _Batch:
                        patient_id=checkin.patient_id, ahead_s=(checkin.recorded_at - self.now).total_seconds())
         eval_id = self.session.execute(
             EvaluationRow.__table__.insert().returning(EvaluationRow.__table__.c.id),
-            dict(checkin_row_id=row_id, checkin_id=ev.checkin_id, patient_id=ev.patient_id, recorded_at=ev.recorded_at,
-                 effective_at=effective_at, evaluated_at=self.now, crs_grade=ev.crs_grade, crs_grade_is_minimum=ev.crs_grade_is_minimum,
-                 icans_grade=ev.icans_grade, icans_floor=ev.icans_floor, red_flags=list(ev.red_flags),
-                 news2=ev.news2, urgency=ev.urgency.value, out_of_order=out_of_order, result=ev.as_dict()),
+            _evaluation_row(ev, row_id, effective_at, self.now, out_of_order),
         ).scalar_one()
         self.report.evaluated += 1
         self.stored.append((ev, checkin))  # out-of-order ones too: a late emergency report must still page
@@ -510,6 +503,16 @@ class _Batch:
             return
         self.report.duplicates += 1
         log.info("checkin_duplicate", checkin_id=checkin.checkin_id, stream_id=entry.stream_id)
+
+
+def _evaluation_row(ev: Evaluation, checkin_row_id: int, effective_at: dt.datetime, now: dt.datetime,
+                    out_of_order: bool) -> dict:
+    """The evaluations row of ``ev`` (the batch path; ``_store`` writes the same columns)."""
+    return dict(checkin_row_id=checkin_row_id, checkin_id=ev.checkin_id, patient_id=ev.patient_id,
+                recorded_at=ev.recorded_at, effective_at=effective_at, evaluated_at=now, crs_grade=ev.crs_grade,
+                crs_grade_is_minimum=ev.crs_grade_is_minimum, icans_grade=ev.icans_grade, icans_floor=ev.icans_floor,
+                red_flags=list(ev.red_flags), news2=ev.news2, urgency=ev.urgency.value, out_of_order=out_of_order,
+                result=ev.as_dict())
 
 
 def _transition_fields(ev: Evaluation, transition: Transition) -> dict:

@@ -278,8 +278,11 @@ def latest_states(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
     stmt = _LATEST.get(session.get_bind().dialect.name)
     if stmt is None:  # pragma: no cover - only the two supported backends
         return _latest_states_each(session, pids)
-    return {pid: PatientState(eid, effective_at, crs, icans, floor, tuple(flags), Urgency(urgency))
+    return {pid: PatientState(eid, effective_at, crs, icans, floor, tuple(flags), _URGENCY[urgency])
             for eid, pid, effective_at, crs, icans, floor, flags, urgency in session.execute(stmt, {"pids": id_list(pids)}).all()}
+
+
+_URGENCY = {u.value: u for u in Urgency}  # a dict look-up; Urgency(value) costs several times more
 
 
 def _latest_states_each(session: Session, pids: list[str]) -> dict[str, PatientState]:  # pragma: no cover
