@@ -14,6 +14,8 @@ Pure module: no I/O.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from worker.grading.crs import CrsResult
 from worker.grading.icans import IcansResult
 
@@ -41,6 +43,7 @@ MEASUREMENTS = {
 }
 
 
+@lru_cache(maxsize=256)  # pure, and there are few distinct sets of missing fields
 def _obtain(paths: tuple[str, ...]) -> str:
     wanted = list(dict.fromkeys(MEASUREMENTS.get(p, p) for p in paths))
     return ", ".join(wanted[:-1]) + (" and " if len(wanted) > 1 else "") + wanted[-1]

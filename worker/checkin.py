@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, ValidationError
@@ -80,9 +81,9 @@ def _unique(value: Any) -> Any:
 
 # RFC 3339 section 5.6; the offset is mandatory (a naive time is an error). Days per month and
 # leap years are checked by the parser below; a leap second (:60) is matched only to be refused
-# with its own message (as rfc3339-validator refuses it).
+# with its own message (as rfc3339-validator refuses it). Groups: seconds, fraction, offset.
 _RFC3339 = re.compile(
-    r"(\d{4})-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])[Tt]([01]\d|2[0-3]):([0-5]\d):([0-5]\d|60)(\.\d+)?"
+    r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])[Tt](?:[01]\d|2[0-3]):[0-5]\d:([0-5]\d|60)(\.\d+)?"
     r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)",
     re.ASCII,
 )
@@ -91,13 +92,18 @@ _FULL_DATE = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])", re.ASCII
 
 def _parse_datetime(value: Any) -> dt.datetime:
     if type(value) is str and (m := _RFC3339.fullmatch(value)):
-        if m.group(6) == "60":  # RFC 3339 allows a leap second; datetime cannot hold one
+        seconds, frac, offset = m.groups()
+        if seconds == "60":  # RFC 3339 allows a leap second; datetime cannot hold one
             raise PydanticCustomError(
                 "rfc3339_leap_second", "Leap seconds (:60) are not accepted; send :59 or the next minute's :00"
             )
-        frac = (m.group(7) or "")[:7]  # Python keeps microseconds: 6 digits after the dot
-        offset = m.group(8).upper()
-        text = f"{value[:10]}T{value[11:19]}{frac}{'+00:00' if offset == 'Z' else offset}"
+        if frac is None and offset == "Z" and value[10] == "T":
+            # The usual form (2026-11-20T06:15:00Z) as it is: Python 3.11 reads "Z" as +00:00.
+            text = value
+        else:
+            frac = (frac or "")[:7]  # Python keeps microseconds: 6 digits after the dot
+            offset = offset.upper()
+            text = f"{value[:10]}T{value[11:19]}{frac}{'+00:00' if offset == 'Z' else offset}"
         try:
             return dt.datetime.fromisoformat(text)
         except ValueError:
@@ -109,7 +115,14 @@ def _parse_datetime(value: Any) -> dt.datetime:
 
 
 def _parse_date(value: Any) -> dt.date:
-    if type(value) is str and _FULL_DATE.fullmatch(value):
+    if type(value) is str:
+        return _parse_date_text(value)
+    raise PydanticCustomError("full_date", "Must be a calendar date YYYY-MM-DD")
+
+
+@lru_cache(maxsize=4096)  # therapy_start: a patient sends the same date with every check-in
+def _parse_date_text(value: str) -> dt.date:
+    if _FULL_DATE.fullmatch(value):
         try:
             return dt.date.fromisoformat(value)
         except ValueError:
@@ -238,9 +251,11 @@ def parse_checkin(raw: str | bytes | dict[str, Any]) -> CheckIn:
     Raises IntakeError listing every field error; never returns a partial check-in.
     """
     try:
+        # The model's validator itself, as model_validate(_json) call it with no options: one
+        # Python frame less per check-in.
         if not isinstance(raw, (str, bytes, bytearray)):  # decoded JSON (a non-object is refused)
-            return CheckIn.model_validate(raw)
-        return CheckIn.model_validate_json(raw)
+            return CheckIn.__pydantic_validator__.validate_python(raw)
+        return CheckIn.__pydantic_validator__.validate_json(raw)
     except ValidationError as exc:
         decoded = raw
         if isinstance(raw, (str, bytes, bytearray)):

@@ -7,17 +7,18 @@ Pure module: no I/O. The contract is ../shared/spec/evaluate.md; the rules are
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from worker.advice import advise
-from worker.checkin import CheckIn, vitals_of
+from worker.checkin import CheckIn, Vitals, vitals_of
 from worker.domain import EMERGENCY_FLAGS, PatientContext, Urgency
 from worker.grading import news2 as n2
 from worker.grading import therapy as th
-from worker.grading.crs import CrsResult, grade_crs
+from worker.grading.crs import CrsResult, crs_of
 from worker.grading.icans import IcansResult, grade_icans
-from worker.grading.red_flags import red_flags
+from worker.grading.red_flags import red_flags_of
 from worker.grading.vitals import band_for
 
 _NO_CONTEXT = PatientContext()
@@ -82,18 +83,25 @@ def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluat
     day = th.day_since(start, checkin.recorded_at)
     window = th.in_window(therapy, day)
 
+    # This is the worker's hot path: the vitals, the band's hypotension limit and the symptoms are
+    # read once here and handed to the grading functions.
     band = band_for(age)
     sbp_limit = band.hypotension_limit(age)
-    crs = grade_crs(checkin, band, age)
+    v = vitals_of(checkin)
+    symptoms = checkin.symptoms or ()
+    crs = crs_of(checkin, v, band, sbp_limit)
     icans = grade_icans(checkin, age)
-    news = _news2(checkin, age)
-    flags = red_flags(checkin, band, age, sbp_limit, news.score if news else None)
-    codes = tuple(sorted(flags))
-    reported_fever_unmeasured = _reported_fever_unmeasured(checkin)
+    news = _news2(checkin, v, age, symptoms)
+    news_score = news.score if news else None
+    flags = red_flags_of(checkin, v, band, age, sbp_limit, news_score)
+    codes = tuple(sorted(flags)) if flags else ()
+    reported_fever_unmeasured = "fever" in symptoms and v.temperature_c is None
 
-    reasons = [*crs.reasons, *icans.reasons, *(flags[c] for c in codes)]
-    if news is not None and news.single_parameter_3 and news.score < n2.URGENT_AGGREGATE:
-        reasons.append(f"NEWS2 {news.score} with a single parameter scoring 3: urgent ward-based review (RCP 2017).")
+    reasons = [*crs.reasons, *icans.reasons]
+    if codes:
+        reasons += [flags[c] for c in codes]
+    if news is not None and news.single_parameter_3 and news_score < n2.URGENT_AGGREGATE:
+        reasons.append(f"NEWS2 {news_score} with a single parameter scoring 3: urgent ward-based review (RCP 2017).")
     if reported_fever_unmeasured:
         reasons.append("Fever reported without a measured temperature: any fever after immune effector therapy needs a reading now.")
     if age is None:
@@ -116,7 +124,7 @@ def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluat
         icans_grade=icans.grade,
         icans_floor=icans.floor,
         red_flags=codes,
-        news2=news.score if news else None,
+        news2=news_score,
         urgency=urgency,
         reasons=tuple(reasons),
         advice=advise(crs, icans, reported_fever_unmeasured),
@@ -129,29 +137,24 @@ def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluat
     )
 
 
-def _reported_fever_unmeasured(checkin: CheckIn) -> bool:
-    return bool(checkin.symptoms) and "fever" in checkin.symptoms and vitals_of(checkin).temperature_c is None
-
-
-def _news2(checkin: CheckIn, age: float | None) -> n2.News2 | None:
+def _news2(checkin: CheckIn, v: Vitals, age: float | None, symptoms: Collection[str]) -> n2.News2 | None:
     """NEWS2 for age >= 16 (or unknown age, see the reasons) when every parameter is present."""
     if age is not None and age < n2.NEWS2_MIN_AGE:
         return None
-    v = vitals_of(checkin)
     neuro = checkin.neuro
     if neuro is None or neuro.consciousness is None:
         return None
     rr, spo2, sbp, hr, temp = v.respiratory_rate, v.spo2_percent, v.systolic_bp, v.heart_rate_bpm, v.temperature_c
     if rr is None or spo2 is None or sbp is None or hr is None or temp is None:
         return None
-    confused = bool(checkin.symptoms) and "confusion" in checkin.symptoms
+    oxygen = checkin.oxygen
     return n2.news2(
         respiratory_rate=rr,
         spo2=spo2,
-        on_oxygen=checkin.oxygen is not None and checkin.oxygen.device != "room_air",
+        on_oxygen=oxygen is not None and oxygen.device != "room_air",
         systolic_bp=sbp,
         heart_rate=hr,
-        alert=neuro.consciousness == "awake" and not confused,
+        alert=neuro.consciousness == "awake" and "confusion" not in symptoms,
         temperature_c=temp,
     )
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.checkin import CheckIn, vitals_of
+from worker.checkin import CheckIn, Oxygen, Vitals, vitals_of
 from worker.grading import news2 as n2
 from worker.grading.vitals import AgeBand
 
@@ -72,7 +72,11 @@ class CrsResult:
 
 
 def hypotension_component(checkin: CheckIn, sbp_limit: float, band: AgeBand) -> Component:
-    v = vitals_of(checkin)
+    return _hypotension(checkin, vitals_of(checkin).systolic_bp, sbp_limit, band)
+
+
+def _hypotension(checkin: CheckIn, sbp: float | None, sbp_limit: float, band: AgeBand) -> Component:
+    """hypotension_component, given the systolic BP (evaluate reads the vitals once)."""
     pressors = checkin.vasopressors
     count = (pressors.count_excluding_vasopressin or 0) if pressors else 0
     vasopressin = bool(pressors and pressors.vasopressin)
@@ -92,7 +96,6 @@ def hypotension_component(checkin: CheckIn, sbp_limit: float, band: AgeBand) -> 
             2, True, ("vasopressors",),
             "Hypotension refractory to fluids without a vasopressor yet: CRS at least grade 2 (a vasopressor may be needed).",
         )  # fmt: skip
-    sbp = v.systolic_bp
     if sbp is None:
         return Component(0, True, ("vitals.systolic_bp",), "Blood pressure not recorded: the hypotension component is unknown.")
     if sbp < sbp_limit:
@@ -105,8 +108,11 @@ def hypotension_component(checkin: CheckIn, sbp_limit: float, band: AgeBand) -> 
 
 
 def hypoxia_component(checkin: CheckIn) -> Component:
-    oxygen = checkin.oxygen
-    spo2 = vitals_of(checkin).spo2_percent
+    return _hypoxia(checkin.oxygen, vitals_of(checkin).spo2_percent)
+
+
+def _hypoxia(oxygen: Oxygen | None, spo2: float | None) -> Component:
+    """hypoxia_component, given the oxygen support and the SpO2 (evaluate reads the vitals once)."""
     device = oxygen.device if oxygen else None
     if device == "nasal_cannula":
         flow = oxygen.flow_l_min
@@ -135,15 +141,21 @@ def hypoxia_component(checkin: CheckIn) -> Component:
 
 def grade_crs(checkin: CheckIn, band: AgeBand, age_years: float | None) -> CrsResult:
     """ASTCT 2019 CRS grade with the missing-data rules of clinical.md 1.5."""
-    temp = vitals_of(checkin).temperature_c
-    hypo = hypotension_component(checkin, band.hypotension_limit(age_years), band)
-    oxy = hypoxia_component(checkin)
-    masked = checkin.fever_masked_by is not None
+    return crs_of(checkin, vitals_of(checkin), band, band.hypotension_limit(age_years))
+
+
+def crs_of(checkin: CheckIn, v: Vitals, band: AgeBand, sbp_limit: float) -> CrsResult:
+    """grade_crs for a caller that already has the vitals and the band's hypotension limit (evaluate)."""
+    temp = v.temperature_c
+    hypo = _hypotension(checkin, v.systolic_bp, sbp_limit, band)
+    oxy = _hypoxia(checkin.oxygen, v.spo2_percent)
+    masked_by = checkin.fever_masked_by
+    masked = masked_by is not None
     febrile = None if temp is None else temp >= FEVER_C
     reasons: list[str] = []
 
     if masked:
-        what = MASKING_NAMES[checkin.fever_masked_by]
+        what = MASKING_NAMES[masked_by]
         reasons.append(
             f"Fever may be masked by {what} given after CRS onset: fever is not required and hypotension "
             "and hypoxia decide the grade (ASTCT 2019)."
@@ -163,13 +175,15 @@ def grade_crs(checkin: CheckIn, band: AgeBand, age_years: float | None) -> CrsRe
     if febrile:
         reasons.append(f"Temperature {temp} C meets the ASTCT fever criterion (>= 38.0 C): CRS grade 1 or more.")
 
+    # The two components written out (hypotension, then hypoxia): this runs for every check-in.
     if masked or febrile:
         grade = max(1 if febrile else 0, hypo.grade, oxy.grade)
-        components = (hypo, oxy)
-        reasons.extend(c.reason for c in components if c.reason)
-        open_ = [c for c in components if c.open]
-        is_minimum = grade < 4 and bool(open_)
-        missing = tuple(m for c in open_ for m in c.missing) if is_minimum else ()
+        if hypo.reason:
+            reasons.append(hypo.reason)
+        if oxy.reason:
+            reasons.append(oxy.reason)
+        is_minimum = grade < 4 and (hypo.open or oxy.open)
+        missing = _open_missing(hypo, oxy) if is_minimum else ()
         if masked and grade == 0 and not is_minimum:
             # clinical.md 8.3: resolved CRS or ongoing grade 1 is the clinician's call.
             is_minimum = True
@@ -181,7 +195,12 @@ def grade_crs(checkin: CheckIn, band: AgeBand, age_years: float | None) -> CrsRe
         is_minimum = febrile is None or bool(checkin.premedication)
         missing = ("vitals.temperature_c",) if febrile is None else ()
         if is_minimum:
-            missing += tuple(m for c in (hypo, oxy) if c.open for m in c.missing)
+            missing += _open_missing(hypo, oxy)
             if (would_be := max(hypo.grade, oxy.grade)) > 0:
                 reasons.append(f"If this is CRS, the hypotension/hypoxia findings would make it grade {would_be} or more.")
     return CrsResult(grade, is_minimum, missing, tuple(reasons), febrile, masked, hypo, oxy)
+
+
+def _open_missing(hypo: Component, oxy: Component) -> tuple[str, ...]:
+    """The missing paths of the open components, hypotension first."""
+    return (hypo.missing if hypo.open else ()) + (oxy.missing if oxy.open else ())

@@ -72,6 +72,24 @@ class IcansResult:
     reasons: tuple[str, ...]
 
 
+# A domain is (floor, ceiling, missing path or None). The tables above as value -> (domain,
+# sentence or ""), with None (not assessed: floor 0, could be up to OTHER_MAX) included, so that
+# grade_icans does one lookup per domain and builds no tuples.
+def _domains(table: dict[str, tuple[int, str]], path: str) -> dict[str | None, tuple[tuple[int, int, str | None], str]]:
+    out: dict[str | None, tuple[tuple[int, int, str | None], str]] = {None: ((0, OTHER_MAX, path), "")}
+    for value, (grade, text) in table.items():
+        out[value] = ((grade, grade, None), text if grade else "")
+    return out
+
+
+_CONSCIOUSNESS = _domains(CONSCIOUSNESS, "neuro.consciousness")
+_SEIZURE = _domains(SEIZURE, "neuro.seizure")
+_MOTOR = _domains(MOTOR, "neuro.motor_weakness")
+_EDEMA = _domains(EDEMA, "neuro.cerebral_edema")
+_SEDATED = (0, COGNITION_MAX, None), (0, OTHER_MAX, None)  # cognition, consciousness
+_KNOWN = tuple((grade, grade, None) for grade in range(OTHER_MAX + 1))  # a proven grade: floor = ceiling
+
+
 def _cognition(neuro, age_years: float | None, reasons: list[str]) -> tuple[int, int, str | None]:
     """(floor, ceiling, missing path) of the ICE/CAPD domain."""
     ice, capd = neuro.ice_score, neuro.capd_score
@@ -81,19 +99,20 @@ def _cognition(neuro, age_years: float | None, reasons: list[str]) -> tuple[int,
             reasons.append("ICE is not used under 12 years (ASTCT 2019): the CAPD score grades cognition.")
         if capd is None:
             return 0, COGNITION_MAX, "neuro.capd_score"
-        grades = [(capd_grade(capd), f"CAPD {capd}")]
-    else:
-        if ice is None and capd is None:
+        grade, by_ice = capd_grade(capd), False
+    elif ice is None:
+        if capd is None:
             return 0, COGNITION_MAX, "neuro.ice_score"
-        grades = []
-        if ice is not None:
-            grades.append((ice_grade(ice), f"ICE {ice}/10"))
-        if capd is not None:
-            grades.append((capd_grade(capd), f"CAPD {capd}"))
-    grade, what = max(grades)
+        grade, by_ice = capd_grade(capd), False
+    else:
+        # Both scores: the worse grade; on a tie the ICE score is named.
+        grade, by_ice = ice_grade(ice), True
+        if capd is not None and capd_grade(capd) > grade:
+            grade, by_ice = capd_grade(capd), False
     if grade:
+        what = f"ICE {ice}/10" if by_ice else f"CAPD {capd}"
         reasons.append(f"{what}: ICANS grade {grade} (ASTCT 2019 encephalopathy score).")
-    return grade, grade, None
+    return _KNOWN[grade]
 
 
 def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
@@ -108,40 +127,37 @@ def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
             reasons.append("A seizure was reported: ICANS at least grade 3 (ASTCT 2019); assess now.")
         return IcansResult(None, floor, ("neuro",), tuple(reasons))
 
-    # Each domain: (floor, ceiling, missing path or None).
-    domains: list[tuple[int, int, str | None]] = []
     if neuro.sedated:
         reasons.append(
             "Sedated: depressed consciousness and ICE/CAPD cannot be attributed to ICANS (ASTCT 2019), "
             "so those domains are not assessable."
         )
-        domains.append((0, COGNITION_MAX, None))
-        domains.append((0, OTHER_MAX, None))
+        cognition, consciousness = _SEDATED
     else:
-        domains.append(_cognition(neuro, age_years, reasons))
-        domains.append(_known(neuro.consciousness, CONSCIOUSNESS, "neuro.consciousness", reasons))
-    seizure = _known(neuro.seizure, SEIZURE, "neuro.seizure", reasons)
+        cognition = _cognition(neuro, age_years, reasons)
+        consciousness, text = _CONSCIOUSNESS[neuro.consciousness]
+        if text:
+            reasons.append(text)
+    seizure, text = _SEIZURE[neuro.seizure]
+    if text:
+        reasons.append(text)
     if reported_seizure and seizure[0] < 3:
         reasons.append("A seizure was reported: ICANS at least grade 3 (ASTCT 2019).")
         seizure = (3, max(seizure[1], 3), seizure[2])
-    domains.append(seizure)
-    domains.append(_known(neuro.motor_weakness, MOTOR, "neuro.motor_weakness", reasons))
-    domains.append(_known(neuro.cerebral_edema, EDEMA, "neuro.cerebral_edema", reasons))
+    motor, text = _MOTOR[neuro.motor_weakness]
+    if text:
+        reasons.append(text)
+    edema, text = _EDEMA[neuro.cerebral_edema]
+    if text:
+        reasons.append(text)
 
-    floor = max(d[0] for d in domains)
-    ceiling = max(d[1] for d in domains)
+    floor = max(cognition[0], consciousness[0], seizure[0], motor[0], edema[0])
+    ceiling = max(cognition[1], consciousness[1], seizure[1], motor[1], edema[1])
     if ceiling == floor:
         return IcansResult(floor, floor, (), tuple(reasons))
+    domains = (cognition, consciousness, seizure, motor, edema)
     missing = tuple(d[2] for d in domains if d[2] and d[1] > floor)
     what = ", ".join(missing) if missing else "sedation"
     reasons.append(f"ICANS at least grade {floor}; not gradable without {what}.")
     return IcansResult(None, floor, missing, tuple(reasons))
 
-
-def _known(value: str | None, table: dict[str, tuple[int, str]], path: str, reasons: list[str]) -> tuple[int, int, str | None]:
-    if value is None:
-        return 0, OTHER_MAX, path
-    grade, text = table[value]
-    if grade:
-        reasons.append(text)
-    return grade, grade, None

@@ -7,7 +7,7 @@ cough, loss of appetite, malaise) are not red flags.
 
 from __future__ import annotations
 
-from worker.checkin import CheckIn, vitals_of
+from worker.checkin import CheckIn, Vitals, vitals_of
 from worker.grading import news2 as n2
 from worker.grading.vitals import AgeBand
 
@@ -43,8 +43,14 @@ def red_flags(
     checkin: CheckIn, band: AgeBand, age_years: float | None, sbp_limit: float, news2_score: int | None
 ) -> dict[str, str]:
     """Red flag code -> the sentence that explains it (first trigger wins the sentence)."""
+    return red_flags_of(checkin, vitals_of(checkin), band, age_years, sbp_limit, news2_score)
+
+
+def red_flags_of(
+    checkin: CheckIn, v: Vitals, band: AgeBand, age_years: float | None, sbp_limit: float, news2_score: int | None
+) -> dict[str, str]:
+    """red_flags for a caller that already has the check-in's vitals (evaluate)."""
     flags: dict[str, str] = {}
-    v = vitals_of(checkin)
     temp, hr, rr, sbp, spo2 = v.temperature_c, v.heart_rate_bpm, v.respiratory_rate, v.systolic_bp, v.spo2_percent
 
     if temp is not None:

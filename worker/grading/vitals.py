@@ -69,10 +69,11 @@ BANDS: tuple[tuple[float, AgeBand], ...] = (
 
 
 _MIN_AGES = [min_age for min_age, _ in BANDS]
+_ADULT_FROM = BANDS[-1][0]  # the last band is ADULT
 
 
 def band_for(age_years: float | None) -> AgeBand:
     """The age band of clinical.md 5.4; adult when the age is unknown."""
-    if age_years is None:
+    if age_years is None or age_years >= _ADULT_FROM:  # most patients: no search needed
         return ADULT
     return BANDS[max(bisect_right(_MIN_AGES, age_years) - 1, 0)][1]
