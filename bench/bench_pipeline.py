@@ -25,7 +25,7 @@ not. Each mode uses its own scratch PostgreSQL database ``crs_bench_<random>_<mo
 the end) or SQLite file (temp dir), and its own Redis namespace ``crsbench-<random>-<mode>``
 (keys deleted at the end; nothing is flushed).
 
-usage: .venv/bin/python bench/bench_pipeline.py [--n 20000] [--batch 500]
+usage: .venv/bin/python bench/bench_pipeline.py [--n 20000] [--batch 1000]
            [--backends postgresql,sqlite] [--naive-n 2000] [--no-celery] [--no-naive]
            [--profile FILE]   (cProfile around the pipeline drain on the first backend)
 """
@@ -60,13 +60,14 @@ from celery import Celery  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from worker.celery_app import celery_config  # noqa: E402
-from worker.settings import load_settings  # noqa: E402
+from worker.settings import Settings, load_settings  # noqa: E402
 from worker.store.db import make_engine, session_factory  # noqa: E402
 
 REDIS_URL = os.environ.get("CRS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 PAYLOAD_FIELD = b"checkin"
 GOAL_RATE = 10_000
+DEFAULT_BATCH = Settings.model_fields["batch_size"].default  # what the worker runs with unless CRS_BATCH_SIZE says otherwise
 GOAL_SPEEDUP = 20.0
 
 # Long budgets so a single drain() call is never cut by its time budget (cross-checks in Settings).
@@ -492,7 +493,7 @@ def machine() -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=20_000)
-    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH, help=f"entries per batch (default {DEFAULT_BATCH}: the worker's default, CRS_BATCH_SIZE)")
     ap.add_argument("--backends", default="postgresql,sqlite")
     ap.add_argument("--naive-n", type=int, default=2_000, help="check-ins for the task-per-check-in mode")
     ap.add_argument("--no-celery", action="store_true", help="skip the drain-through-Celery mode")
