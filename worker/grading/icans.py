@@ -115,6 +115,14 @@ def _cognition(neuro, age_years: float | None, reasons: list[str]) -> tuple[int,
     return _KNOWN[grade]
 
 
+def _domain(table: dict, value: str | None, reasons: list[str]) -> tuple[int, int, str | None]:
+    """The domain of ``value`` in one of the tables above; its sentence, if any, added to ``reasons``."""
+    domain, text = table[value]
+    if text:
+        reasons.append(text)
+    return domain
+
+
 def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
     """ASTCT 2019 ICANS grade, or None with a floor when a missing or sedated domain could change it."""
     neuro = checkin.neuro
@@ -135,21 +143,13 @@ def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
         cognition, consciousness = _SEDATED
     else:
         cognition = _cognition(neuro, age_years, reasons)
-        consciousness, text = _CONSCIOUSNESS[neuro.consciousness]
-        if text:
-            reasons.append(text)
-    seizure, text = _SEIZURE[neuro.seizure]
-    if text:
-        reasons.append(text)
+        consciousness = _domain(_CONSCIOUSNESS, neuro.consciousness, reasons)
+    seizure = _domain(_SEIZURE, neuro.seizure, reasons)
     if reported_seizure and seizure[0] < 3:
         reasons.append("A seizure was reported: ICANS at least grade 3 (ASTCT 2019).")
         seizure = (3, max(seizure[1], 3), seizure[2])
-    motor, text = _MOTOR[neuro.motor_weakness]
-    if text:
-        reasons.append(text)
-    edema, text = _EDEMA[neuro.cerebral_edema]
-    if text:
-        reasons.append(text)
+    motor = _domain(_MOTOR, neuro.motor_weakness, reasons)
+    edema = _domain(_EDEMA, neuro.cerebral_edema, reasons)
 
     floor = max(cognition[0], consciousness[0], seizure[0], motor[0], edema[0])
     ceiling = max(cognition[1], consciousness[1], seizure[1], motor[1], edema[1])
