@@ -3,7 +3,7 @@
 One evaluation per check-in is already enforced by uq_evaluations_checkin_row_id (with the foreign
 key to checkins.id, whose checkin_id is unique); evaluations.checkin_id is a copy of the check-in's
 id, looked up by nothing. Its index cost PostgreSQL about a fifth of the time of every batch's
-COPY into evaluations (bench/README.md).
+COPY into evaluations (README.md, Known gaps).
 
 Revision ID: 0004
 Revises: 0003
