@@ -119,7 +119,7 @@ class Refusal:
 @dataclass(slots=True)
 class Accepted:
     checkin: CheckIn
-    document: dict  # the producer's JSON object as received (validated), stored verbatim
+    document: dict  # the producer's JSON object as received (validated); stored as JSON, every value kept
     # The text holds a \u escape of NUL or of a surrogate (the only way such a character gets into a
     # valid JSON document): a value some database refuses, so the entry is stored the careful way.
     suspect: bool = False
@@ -292,9 +292,8 @@ class _Batch:
         Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
         SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
         the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
-        now = self.now
-        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, min(e.accepted.checkin.recorded_at, now),
-                                                     _sid_key(e.entry.stream_id)))  # min(...): self.effective, inlined
+        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
+                                                     _sid_key(e.entry.stream_id)))
         pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
         latest = repo.latest_states(self.session, pids)
