@@ -8,6 +8,7 @@ SQLAlchemy errors the pipeline already handles."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import uuid
 
@@ -19,7 +20,7 @@ from tests.integration.conftest import _pg_admin
 from tests.integration.helpers import checkin, febrile, hypotensive
 from worker import pipeline
 from worker.intake import Consumer, submit
-from worker.store import batch_writer
+from worker.store import batch_writer, repo
 from worker.store.db import session_factory
 from worker.store.models import (
     AuditEntry,
@@ -193,6 +194,35 @@ def test_a_naive_timestamp_is_refused_before_anything_is_sent(twins):
         with pytest.raises(ValueError, match="checkins.recorded_at: naive"):
             batch_writer.copy_rows(s, CheckinRow.__table__, [row])
         assert s.scalar(text("SELECT count(*) FROM checkins")) == 0
+
+
+def test_json_values_are_stored_as_written_even_where_orjson_refuses(twins):
+    """JSON columns go to the driver as plain data (serialised by the cursor's dumper): an integer
+    beyond 64 bits, which orjson refuses, is written by json.dumps and read back exactly."""
+    payload = {"big": 2 ** 70, "text": "ünï \u2028 \"q\"", "when": dt.datetime(2026, 11, 20, 1, 2, 3, 4, tzinfo=dt.UTC),
+               "nested": [{"a": None}, 1.5, True]}
+    row = dict(checkin_id="c1", patient_id="P-01", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload=payload)
+    with session_factory(twins[0]).begin() as s:
+        batch_writer.copy_rows(s, CheckinRow.__table__, [row])
+    with session_factory(twins[0])() as s:
+        stored = s.scalar(text("SELECT CAST(payload AS text) FROM checkins WHERE checkin_id = 'c1'"))
+    assert json.loads(stored) == dict(payload, when="2026-11-20T01:02:03.000004+00:00")
+    assert repo.json_bytes(payload).decode() == repo.json_text(payload)
+
+
+def test_a_json_value_that_cannot_be_serialised_is_a_type_error_and_nothing_is_stored(twins):
+    row = dict(checkin_id="c1", patient_id="P-01", recorded_at=NOW, received_at=NOW, stream_id="1-1", payload={"x": object()})
+    with session_factory(twins[0])() as s:
+        with pytest.raises(TypeError, match="not JSON serializable"):
+            batch_writer.copy_rows(s, CheckinRow.__table__, [row])
+        s.rollback()
+        assert s.scalar(text("SELECT count(*) FROM checkins")) == 0
+
+
+def test_a_plan_of_one_column_sends_rows_of_one_value(twins):
+    statement, types, values = batch_writer._plan(CheckinRow.__table__, [{"checkin_id": "a"}, {"checkin_id": "b"}], [7, 8])
+    assert statement == "COPY checkins (id, checkin_id) FROM STDIN (FORMAT BINARY)"
+    assert types == ["int8", "text"] and values == [(7, "a"), (8, "b")]
 
 
 def test_a_connection_lost_during_copy_is_an_operational_error_and_invalidated(twins):

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from worker.store import repo
 from worker.store.db import current_revision, load_all_models, make_engine, session_factory, upgrade
@@ -94,3 +94,77 @@ def test_0004_keeps_the_rows_and_one_evaluation_per_checkin(db_url):
                            "VALUES (:rid, :cid, :pid, :at, :at, :at, 2, false, 0, :flags, 'urgent', false, :result)"), row)
     finally:
         eng.dispose()
+
+
+def _store_evaluation(s, pid: str, n: int, effective_at: dt.datetime, flags: list[str], urgency: str) -> int:
+    from worker.store.models import CheckinRow, EvaluationRow
+
+    row = CheckinRow(checkin_id=f"{pid}-{n}", patient_id=pid, recorded_at=effective_at, received_at=NOW,
+                     stream_id=f"{n}-0", payload={})
+    s.add(row)
+    s.flush()
+    ev = EvaluationRow(checkin_row_id=row.id, checkin_id=row.checkin_id, patient_id=pid, recorded_at=effective_at,
+                       effective_at=effective_at, evaluated_at=NOW, crs_grade=n % 5, crs_grade_is_minimum=False,
+                       icans_grade=None if n % 2 else n % 5, icans_floor=n % 3, red_flags=flags, news2=None,
+                       urgency=urgency, out_of_order=False, result={})
+    s.add(ev)
+    s.flush()
+    return ev.id
+
+
+@pytest.mark.parametrize("time_zone", ["UTC", "Pacific/Chatham"])
+def test_latest_states_and_contexts_read_back_exactly(engine, sessions, backend, time_zone):
+    """PostgreSQL returns these as one JSON text: every timestamp to the microsecond, in UTC
+    whatever the session's time zone, floats and dates exactly as stored, ties broken by id."""
+    from worker.domain import Urgency
+    from worker.store.models import Patient
+
+    t = dt.datetime(2026, 11, 20, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    ages = {"P-a": 30.000000000000004, "P-b": 0.1, "P-c": None}
+    with sessions.begin() as s:
+        for pid, age in ages.items():
+            s.add(Patient(patient_id=pid, age_years=age, therapy="teclistamab" if age else None,
+                          therapy_start=dt.date(2026, 2, 28) if age else None, labels={}, enrolled_at=NOW, updated_at=NOW))
+        _store_evaluation(s, "P-a", 1, t - dt.timedelta(hours=1), ["fever"], "urgent")
+        tie_first = _store_evaluation(s, "P-a", 2, t, ["hypotension", "fever"], "emergency")
+        tie_last = _store_evaluation(s, "P-a", 3, t, [], "routine")  # same effective_at, arrived later: wins
+        b = _store_evaluation(s, "P-b", 4, t + dt.timedelta(microseconds=1), ["hypoxia"], "urgent")
+    assert tie_last > tie_first
+    with sessions() as s:
+        if backend == "postgresql":
+            s.execute(text(f"SET TIME ZONE '{time_zone}'"))
+        latest = repo.latest_states(s, ["P-a", "P-b", "P-c", "P-none"])
+        ctx = repo.contexts(s, ["P-a", "P-b", "P-c", "P-none"])
+    assert set(latest) == {"P-a", "P-b"}
+    a, bs = latest["P-a"], latest["P-b"]
+    assert (a.evaluation_id, a.effective_at, a.crs_grade, a.icans_grade, a.icans_floor, a.red_flags, a.urgency) == (
+        tie_last, t, 3, None, 0, (), Urgency.ROUTINE)
+    assert (bs.evaluation_id, bs.effective_at, bs.red_flags, bs.urgency) == (b, t + dt.timedelta(microseconds=1),
+                                                                             ("hypoxia",), Urgency.URGENT)
+    assert a.effective_at.utcoffset() == dt.timedelta(0) and bs.effective_at.utcoffset() == dt.timedelta(0)
+    assert set(ctx) == {"P-a", "P-b", "P-c"}
+    assert ctx["P-a"].age_years == 30.000000000000004 and ctx["P-b"].age_years == 0.1
+    assert ctx["P-a"].therapy_start == dt.date(2026, 2, 28) and ctx["P-a"].therapy == "teclistamab"
+    assert ctx["P-c"].age_years is None and ctx["P-c"].therapy is None and ctx["P-c"].therapy_start is None
+
+
+def test_patient_locks_block_a_second_transaction_until_commit(pg_url):
+    """One row back, every lock still taken: a second session cannot lock the same patient.
+    (PostgreSQL only: SQLite serialises every writer with BEGIN IMMEDIATE.)"""
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    sessions = session_factory(eng)
+    with sessions.begin() as s1:
+        repo.lock_patients(s1, ["P-2", "P-1", "P-3"])
+        with sessions() as s2:
+            s2.execute(text("SET lock_timeout = '200ms'"))
+            for pid in ("P-1", "P-2", "P-3"):
+                with pytest.raises(Exception, match="lock timeout"):
+                    with s2.begin_nested():
+                        repo.lock_patients(s2, [pid])
+            repo.lock_patients(s2, ["P-4"])  # another patient: not blocked
+            s2.rollback()
+    with sessions.begin() as s3:  # released at commit
+        s3.execute(text("SET LOCAL lock_timeout = '200ms'"))
+        repo.lock_patients(s3, ["P-1", "P-2", "P-3"])
+    eng.dispose()

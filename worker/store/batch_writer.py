@@ -26,10 +26,12 @@ stays the same.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from psycopg.types.json import set_json_dumps
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -173,10 +175,11 @@ _JSON, _TIMESTAMP, _PLAIN = 0, 1, 2
 
 
 # SQLAlchemy column type -> the PostgreSQL type a value is sent as, and how it is prepared. First
-# match wins (BigInteger before Integer: it is a subclass). A JSON column's value is sent as text:
-# json's binary format is its text, and the server checks it with json's own input rules; a
-# varchar(n) limit is still enforced by the server.
-_COPY_TYPES = ((JSON, "text", _JSON), (UTCDateTime, "timestamptz", _TIMESTAMP), (Boolean, "bool", _PLAIN),
+# match wins (BigInteger before Integer: it is a subclass). A JSON column's value is plain data,
+# serialised by the cursor's json dumper (``_COPY_JSON``: ``repo.json_bytes``, bytes that go out as
+# they are, no str in between); json's binary format is its text, and the server checks it with
+# json's own input rules. A varchar(n) limit is still enforced by the server.
+_COPY_TYPES = ((JSON, "json", _JSON), (UTCDateTime, "timestamptz", _TIMESTAMP), (Boolean, "bool", _PLAIN),
                (BigInteger, "int8", _PLAIN), (Integer, "int4", _PLAIN), (Float, "float8", _PLAIN),
                (String, "text", _PLAIN), (Text, "text", _PLAIN))
 
@@ -206,35 +209,31 @@ def _copy_now(session: Session, plans: list[_Plan]) -> None:
         _raise(connection, driver, *failed)
 
 
-_Plan = tuple[str, list[str], list[list[Any]]]  # statement, types, rows of values
+_Plan = tuple[str, list[str], list[Sequence[Any]]]  # statement, types, rows of values
 
 
 def _plan(table: Table, rows: Sequence[dict[str, Any]], ids: Sequence[int] | None = None) -> _Plan:
-    """The statement, the types and the values (JSON as text, timestamps checked), built before
-    anything is sent. ``ids``: the rows' ``id`` column, one per row, sent first (so the rows need
-    not be copied to add it). Raises ValueError for a naive timestamp."""
+    """The statement, the types and the values (timestamps checked), built before anything is
+    sent; JSON values stay plain data, serialised as they are sent (``_run``). ``ids``: the rows'
+    ``id`` column, one per row, sent first (so the rows need not be copied to add it). Raises
+    ValueError for a naive timestamp."""
     names = list(rows[0])
     if ids is not None and (len(ids) != len(rows) or "id" in names):  # a caller bug
         raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows, or rows that carry their own id")
     plan = [_copy_type(table.c[name]) for name in names]
-    json_at = [i for i, (_, k) in enumerate(plan) if k == _JSON]
-    time_at = [i for i, (_, k) in enumerate(plan) if k == _TIMESTAMP]
-    values = []
-    for row in rows:
-        value = [row[name] for name in names]
-        for i in json_at:
-            if value[i] is not None:
-                value[i] = repo.json_text(value[i])
-        for i in time_at:
-            moment = value[i]
+    get = operator.itemgetter(*names)
+    if len(names) == 1:
+        values: list[Sequence[Any]] = [(get(row),) for row in rows]
+    else:
+        values = list(map(get, rows))  # tuples, in C
+    for i in (i for i, (_, k) in enumerate(plan) if k == _TIMESTAMP):
+        for moment in map(operator.itemgetter(i), values):
             if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
                 raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
-        values.append(value)
     if ids is not None:
         names.insert(0, "id")
         plan.insert(0, _copy_type(table.c.id))
-        for rid, value in zip(ids, values):
-            value.insert(0, rid)
+        values = [(rid, *value) for rid, value in zip(ids, values)]
     return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", [t for t, _ in plan], values
 
 
@@ -243,6 +242,7 @@ def _run(driver: Any, plans: list[_Plan]) -> tuple[BaseException, str, Any] | No
     cursor) instead of raising, so a helper thread can hand it back."""
     for statement, types, values in plans:
         cursor = driver.cursor()
+        set_json_dumps(repo.json_bytes, cursor)
         try:
             with cursor.copy(statement) as copy:
                 copy.set_types(types)

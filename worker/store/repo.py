@@ -8,6 +8,7 @@ whether its row is new from the returned id.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,8 +57,9 @@ def lock_patients(session: Session, patient_ids: Iterable[str]) -> None:
     session.execute(_LOCK_PATIENTS, {"ps": id_list(pids)}).all()
 
 
-_LOCK_PATIENTS = text("SELECT pg_advisory_xact_lock(hashtextextended(t.p, 0)) "
-                      "FROM json_array_elements_text(CAST(:ps AS json)) WITH ORDINALITY AS t(p, i) ORDER BY t.i")
+# One row back, not one per patient: the locks are taken in the subquery, in its ORDER BY.
+_LOCK_PATIENTS = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(t.p, 0)) "
+                      "FROM json_array_elements_text(CAST(:ps AS json)) WITH ORDINALITY AS t(p, i) ORDER BY t.i) AS l")
 
 
 def id_list(ids: Iterable[str]) -> str:
@@ -144,6 +146,14 @@ def json_text(data: Any) -> str:
         return json.dumps(data, default=_isoformat)
 
 
+def json_bytes(data: Any) -> bytes:
+    """``json_text`` as UTF-8 bytes (the COPY path hands them to the driver as they are)."""
+    try:
+        return orjson.dumps(data)
+    except (TypeError, orjson.JSONEncodeError):
+        return json.dumps(data, default=_isoformat).encode()
+
+
 def _isoformat(value: Any) -> str:
     if isinstance(value, (dt.datetime, dt.date)):
         return value.isoformat()  # as orjson writes them
@@ -215,24 +225,38 @@ def list_patients(session: Session) -> list[Patient]:
     return list(session.scalars(select(Patient).order_by(Patient.patient_id)))
 
 
-_CONTEXT_SQL = {  # one parameter (id_list), not one placeholder per patient; built once (see _LATEST)
-    "postgresql": "SELECT patient_id, age_years, therapy, therapy_start FROM patients "
-                  "WHERE patient_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))",
-    "sqlite": "SELECT patient_id, age_years, therapy, therapy_start FROM patients WHERE patient_id IN (SELECT value FROM json_each(:ids))",
+# One parameter (id_list), not one placeholder per patient; built once (see _LATEST). On PostgreSQL
+# the rows come back as ONE JSON text read by orjson: a row per patient through the driver and
+# SQLAlchemy cost several times more in Python (bench/README.md, "Result sets as one JSON value").
+_CONTEXTS = {
+    "postgresql": text("SELECT CAST(json_agg(json_build_array(patient_id, age_years, therapy, therapy_start)) AS text) "
+                       "FROM patients WHERE patient_id IN (SELECT json_array_elements_text(CAST(:ids AS json)))"),
+    "sqlite": text("SELECT patient_id, age_years, therapy, therapy_start FROM patients WHERE patient_id IN "
+                   "(SELECT value FROM json_each(:ids))").columns(Patient.patient_id, Patient.age_years, Patient.therapy,
+                                                                  Patient.therapy_start),
 }
-_CONTEXTS = {dialect: text(sql).columns(Patient.patient_id, Patient.age_years, Patient.therapy, Patient.therapy_start)
-             for dialect, sql in _CONTEXT_SQL.items()}
 
 
 def contexts(session: Session, patient_ids: Iterable[str]) -> dict[str, PatientContext]:
     ids = sorted(set(patient_ids))
     if not ids:
         return {}
-    rows = session.execute(_CONTEXTS[session.get_bind().dialect.name], {"ids": id_list(ids)})
+    dialect = session.get_bind().dialect.name
+    result = session.execute(_CONTEXTS[dialect], {"ids": id_list(ids)})
+    if dialect == "postgresql":
+        rows = orjson.loads(result.scalar_one() or "[]")
+        return {pid: PatientContext(age_years=age, therapy=therapy,
+                                    therapy_start=None if start is None else _date(start))
+                for pid, age, therapy, start in rows}
     return {
         pid: PatientContext(age_years=age, therapy=therapy, therapy_start=start)
-        for pid, age, therapy, start in rows
+        for pid, age, therapy, start in result
     }
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(text_: str) -> dt.date:
+    return dt.date.fromisoformat(text_)
 
 
 # -- patient state -----------------------------------------------------------------------------
@@ -257,16 +281,21 @@ class PatientState:
 
 
 _STATE_COLUMNS = ("id", "patient_id", "effective_at", "crs_grade", "icans_grade", "icans_floor", "red_flags", "urgency")
-_LATEST_SQL = {
-    # one index probe per patient (ix_evaluations_patient_effective), never the whole history
-    "postgresql": "SELECT {ecols} FROM json_array_elements_text(CAST(:pids AS json)) AS p(pid) CROSS JOIN LATERAL "
-                  "(SELECT {cols} FROM evaluations WHERE patient_id = p.pid ORDER BY effective_at DESC, id DESC LIMIT 1) AS e",
-    "sqlite": "SELECT {ecols} FROM json_each(:pids) AS p JOIN evaluations AS e ON e.id = "
-              "(SELECT x.id FROM evaluations AS x WHERE x.patient_id = p.value ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)",
-}
+# One index probe per patient (ix_evaluations_patient_effective), never the whole history. On
+# PostgreSQL the rows come back as ONE JSON text (see _CONTEXTS); a timestamp in it is ISO 8601
+# with its offset and every microsecond, read back exactly.
+_LATEST_PG = ("SELECT CAST(json_agg(json_build_array({ecols})) AS text) FROM json_array_elements_text(CAST(:pids AS json)) "
+              "AS p(pid) CROSS JOIN LATERAL "
+              "(SELECT {cols} FROM evaluations WHERE patient_id = p.pid ORDER BY effective_at DESC, id DESC LIMIT 1) AS e")
+_LATEST_SQLITE = ("SELECT {ecols} FROM json_each(:pids) AS p JOIN evaluations AS e ON e.id = "
+                  "(SELECT x.id FROM evaluations AS x WHERE x.patient_id = p.value ORDER BY x.effective_at DESC, x.id DESC LIMIT 1)")
 # Built once per process: building a statement object for every batch cost about 1.5 ms a batch.
-_LATEST = {dialect: text(sql.format(ecols=", ".join(f"e.{n}" for n in _STATE_COLUMNS), cols=", ".join(_STATE_COLUMNS)))
-           .columns(*(EvaluationRow.__table__.c[n] for n in _STATE_COLUMNS)) for dialect, sql in _LATEST_SQL.items()}
+_ECOLS, _COLS = ", ".join(f"e.{n}" for n in _STATE_COLUMNS), ", ".join(_STATE_COLUMNS)
+_LATEST = {
+    "postgresql": text(_LATEST_PG.format(ecols=_ECOLS, cols=_COLS)),
+    "sqlite": text(_LATEST_SQLITE.format(ecols=_ECOLS, cols=_COLS)).columns(
+        *(EvaluationRow.__table__.c[n] for n in _STATE_COLUMNS)),
+}
 
 
 def latest_states(session: Session, patient_ids: Iterable[str]) -> dict[str, PatientState]:
@@ -275,11 +304,25 @@ def latest_states(session: Session, patient_ids: Iterable[str]) -> dict[str, Pat
     pids = sorted(set(patient_ids))
     if not pids:
         return {}
-    stmt = _LATEST.get(session.get_bind().dialect.name)
+    dialect = session.get_bind().dialect.name
+    stmt = _LATEST.get(dialect)
     if stmt is None:  # pragma: no cover - only the two supported backends
         return _latest_states_each(session, pids)
+    result = session.execute(stmt, {"pids": id_list(pids)})
+    if dialect == "postgresql":
+        rows = orjson.loads(result.scalar_one() or "[]")
+        return {pid: PatientState(eid, _utc(effective_at), crs, icans, floor, tuple(flags), _URGENCY[urgency])
+                for eid, pid, effective_at, crs, icans, floor, flags, urgency in rows}
     return {pid: PatientState(eid, effective_at, crs, icans, floor, tuple(flags), _URGENCY[urgency])
-            for eid, pid, effective_at, crs, icans, floor, flags, urgency in session.execute(stmt, {"pids": id_list(pids)}).all()}
+            for eid, pid, effective_at, crs, icans, floor, flags, urgency in result.all()}
+
+
+def _utc(text_: str) -> dt.datetime:
+    """A timestamp as PostgreSQL writes it in JSON (ISO 8601, the session's offset) -> aware UTC."""
+    moment = dt.datetime.fromisoformat(text_)
+    if moment.tzinfo is None:  # timestamptz always carries its offset; anything else is a bug
+        raise ValueError(f"timestamp without an offset from the database: {text_!r}")
+    return moment.astimezone(dt.UTC)
 
 
 _URGENCY = {u.value: u for u in Urgency}  # a dict look-up; Urgency(value) costs several times more
