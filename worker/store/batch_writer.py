@@ -176,8 +176,8 @@ _JSON, _TIMESTAMP, _PLAIN = 0, 1, 2
 
 # SQLAlchemy column type -> the PostgreSQL type a value is sent as, and how it is prepared. First
 # match wins (BigInteger before Integer: it is a subclass). A JSON column's value is plain data,
-# serialised by the cursor's json dumper (``_COPY_JSON``: ``repo.json_bytes``, bytes that go out as
-# they are, no str in between); json's binary format is its text, and the server checks it with
+# serialised by the cursor's json dumper (set in ``_run`` to ``repo.json_bytes``: bytes that go out
+# as they are, no str in between); json's binary format is its text, and the server checks it with
 # json's own input rules. A varchar(n) limit is still enforced by the server.
 _COPY_TYPES = ((JSON, "json", _JSON), (UTCDateTime, "timestamptz", _TIMESTAMP), (Boolean, "bool", _PLAIN),
                (BigInteger, "int8", _PLAIN), (Integer, "int4", _PLAIN), (Float, "float8", _PLAIN),

@@ -52,12 +52,13 @@ def lock_patients(session: Session, patient_ids: Iterable[str]) -> None:
     pids = sorted(set(patient_ids))
     if not pids:
         return
-    # WITH ORDINALITY keeps the list's (sorted) order; the volatile lock function in the target
-    # list is evaluated after the ORDER BY (PostgreSQL >= 9.6), so locks are taken in order.
     session.execute(_LOCK_PATIENTS, {"ps": id_list(pids)}).all()
 
 
-# One row back, not one per patient: the locks are taken in the subquery, in its ORDER BY.
+# Locks taken in the list's (sorted) order: WITH ORDINALITY numbers the elements in list order and
+# the rows are locked in ``ORDER BY t.i`` order (the function scan already yields them so, and the
+# planner needs no sort; were it to sort, the volatile lock function in the target list would still
+# be evaluated after the sort, PostgreSQL >= 9.6). One row back (the count), not one per patient.
 _LOCK_PATIENTS = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(hashtextextended(t.p, 0)) "
                       "FROM json_array_elements_text(CAST(:ps AS json)) WITH ORDINALITY AS t(p, i) ORDER BY t.i) AS l")
 
