@@ -134,25 +134,23 @@ def _pg_insert_unnest(session: Session, table: Table, rows: list[dict[str, Any]]
     return list(session.execute(text(sql).columns(*(table.c[c] for c in returning)), params).all())
 
 
-def json_text(data: Any) -> str:
-    """JSON text of plain data (str, numbers, bools, None, datetimes and dates as ISO 8601, lists,
-    dicts with str keys). orjson, several times faster than json.dumps; json.dumps for anything
+def json_bytes(data: Any) -> bytes:
+    """JSON of plain data (str, numbers, bools, None, datetimes and dates as ISO 8601, lists, dicts
+    with str keys), UTF-8. orjson, several times faster than json.dumps; json.dumps for anything
     orjson refuses (e.g. an integer beyond 64 bits). The one difference left: a NaN or infinite
     float becomes null (json.dumps writes a token PostgreSQL refuses). The rows written through here
     (pipeline batches, alert batches) hold none: their numbers come from validated check-ins,
-    whose numbers are finite, and from counters."""
-    try:
-        return orjson.dumps(data).decode()
-    except (TypeError, orjson.JSONEncodeError):
-        return json.dumps(data, default=_isoformat)
-
-
-def json_bytes(data: Any) -> bytes:
-    """``json_text`` as UTF-8 bytes (the COPY path hands them to the driver as they are)."""
+    whose numbers are finite, and from counters. The COPY path hands these bytes to the driver as
+    they are."""
     try:
         return orjson.dumps(data)
     except (TypeError, orjson.JSONEncodeError):
         return json.dumps(data, default=_isoformat).encode()
+
+
+def json_text(data: Any) -> str:
+    """``json_bytes`` as text (a statement parameter)."""
+    return json_bytes(data).decode()
 
 
 def _isoformat(value: Any) -> str:
