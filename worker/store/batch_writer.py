@@ -171,23 +171,20 @@ def writer_for(session: Session, overlapped: bool = False) -> InsertWriter | Cop
 
 # -- binary COPY -------------------------------------------------------------------------------------
 
-_JSON, _TIMESTAMP, _PLAIN = 0, 1, 2
-
-
-# SQLAlchemy column type -> the PostgreSQL type a value is sent as, and how it is prepared. First
+# SQLAlchemy column type -> the PostgreSQL type a value is sent as. First
 # match wins (BigInteger before Integer: it is a subclass). A JSON column's value is plain data,
 # serialised by the cursor's json dumper (set in ``_run`` to ``repo.json_bytes``: bytes that go out
 # as they are, no str in between); json's binary format is its text, and the server checks it with
-# json's own input rules. A varchar(n) limit is still enforced by the server.
-_COPY_TYPES = ((JSON, "json", _JSON), (UTCDateTime, "timestamptz", _TIMESTAMP), (Boolean, "bool", _PLAIN),
-               (BigInteger, "int8", _PLAIN), (Integer, "int4", _PLAIN), (Float, "float8", _PLAIN),
-               (String, "text", _PLAIN), (Text, "text", _PLAIN))
+# json's own input rules. A timestamp is checked to be aware before anything is sent (``_plan``). A
+# varchar(n) limit is still enforced by the server.
+_COPY_TYPES = ((JSON, "json"), (UTCDateTime, "timestamptz"), (Boolean, "bool"), (BigInteger, "int8"), (Integer, "int4"),
+               (Float, "float8"), (String, "text"), (Text, "text"))
 
 
-def _copy_type(column: Any) -> tuple[str, int]:
-    for kind, pg_type, prepare in _COPY_TYPES:
+def _copy_type(column: Any) -> str:
+    for kind, pg_type in _COPY_TYPES:
         if isinstance(column.type, kind):
-            return pg_type, prepare
+            return pg_type
     raise TypeError(f"column {column.table.name}.{column.name}: no binary COPY mapping for {column.type!r}")
 
 
@@ -220,21 +217,21 @@ def _plan(table: Table, rows: Sequence[dict[str, Any]], ids: Sequence[int] | Non
     names = list(rows[0])
     if ids is not None and (len(ids) != len(rows) or "id" in names):  # a caller bug
         raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows, or rows that carry their own id")
-    plan = [_copy_type(table.c[name]) for name in names]
+    types = [_copy_type(table.c[name]) for name in names]
     get = operator.itemgetter(*names)
     if len(names) == 1:
         values: list[Sequence[Any]] = [(get(row),) for row in rows]
     else:
         values = list(map(get, rows))  # tuples, in C
-    for i in (i for i, (_, k) in enumerate(plan) if k == _TIMESTAMP):
+    for i in (i for i, pg_type in enumerate(types) if pg_type == "timestamptz"):
         for moment in map(operator.itemgetter(i), values):
             if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
                 raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
     if ids is not None:
         names.insert(0, "id")
-        plan.insert(0, _copy_type(table.c.id))
+        types.insert(0, _copy_type(table.c.id))
         values = [(rid, *value) for rid, value in zip(ids, values)]
-    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", [t for t, _ in plan], values
+    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", types, values
 
 
 def _run(driver: Any, plans: list[_Plan]) -> tuple[BaseException, str, Any] | None:
