@@ -15,6 +15,13 @@ Endpoints:
   ``status_callback``), signed the same way. A page Twilio accepted but then reports ``failed`` or
   ``undelivered`` is dead-lettered and, while its alert is unacknowledged, the failsafe is paged on
   another channel (worker.delivery.provider_status). 204 whatever the status.
+- ``POST /sms/gateway/<channel>/status``: a generic SMS gateway's delivery report for an
+  ``http_sms`` channel that configures a status secret (worker.channels.sms_gateway): a JSON object
+  signed with ``X-Signature-SHA256`` (hex HMAC-SHA256 of the raw body). 403 for a missing or wrong
+  signature, 400 naming the field for a malformed report, 404 for a channel without delivery
+  reports or a message id this channel never sent (a report that arrives before the send was
+  recorded: the gateway may retry it), 503 when the channel's status secret cannot be read; 204
+  once recorded (an undelivered page is dead-lettered and the failsafe paged, as for Twilio).
 - ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
 Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
@@ -34,6 +42,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import acklinks, alerting, delivery, sms_replies
+from worker.channels.sms_gateway import SIGNATURE_HEADER, StatusCallback, valid_signature
 from worker.logs import get_logger
 from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
 
@@ -49,6 +58,8 @@ class ApiConfig:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     public_url: str | None = None  # the URL the SMS provider calls (signatures cover it), e.g. https://crs.example
     twilio_auth_token: str | None = None  # verifies inbound SMS replies
+    # http_sms channel name -> how its delivery reports are read, or why they cannot be (no secret value)
+    sms_gateways: dict[str, StatusCallback | str] = field(default_factory=dict)
 
 
 def parse_api_tokens(raw: str) -> dict[str, str]:
@@ -169,6 +180,34 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             log.warning("sms_undelivered", status=status, reason=params.get("ErrorCode"))
         elif done == "unknown":
             log.info("provider_status_unknown", status=status)
+        return Response(status=204)
+
+    @app.post("/sms/gateway/<channel>/status")
+    def gateway_status(channel: str):  # type: ignore[no-untyped-def]
+        callback = config.sms_gateways.get(channel)
+        if callback is None:
+            return error(404, f"channel {channel!r} has no delivery reports configured (http_sms status_secret_env)")
+        if isinstance(callback, str):
+            return error(503, f"delivery reports of channel {channel!r} are not usable: {callback}")
+        raw = request.get_data(cache=False)
+        if not valid_signature(callback.secret, raw, request.headers.get(SIGNATURE_HEADER)):
+            return error(403, f"invalid signature ({SIGNATURE_HEADER}: hex HMAC-SHA256 of the body)")
+        try:
+            report = json.loads(raw)
+        except ValueError:
+            return error(400, "the body must be a JSON object")
+        try:
+            message_id, status, error_code = callback.read(report)
+        except ValueError as exc:
+            return error(400, str(exc))
+        with sessions.begin() as s:
+            done = delivery.provider_status(s, message_id, status, error_code, config.clock(), channel=channel,
+                                            undelivered=callback.undelivered)
+        if done == "unknown":
+            log.info("provider_status_unknown", channel=channel, status=status)
+            return error(404, f"no message sent through channel {channel!r} has this id")
+        if done == "dead":
+            log.warning("sms_undelivered", channel=channel, status=status, reason=error_code)
         return Response(status=204)
 
     @app.post("/sms/twilio")

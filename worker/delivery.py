@@ -235,19 +235,25 @@ def _record(sessions, c: _Claim, now: dt.datetime, outcome: str, detail: str | N
 UNDELIVERED = frozenset({"failed", "undelivered"})  # Twilio's final failure statuses
 
 
-def provider_status(s: Session, provider_id: str, status: str, error_code: str | None, now: dt.datetime) -> str:
-    """A provider's later report on a message it had accepted (Twilio's status callback).
+def provider_status(s: Session, provider_id: str, status: str, error_code: str | None, now: dt.datetime, *,
+                    channel: str | None = None, undelivered: frozenset[str] = UNDELIVERED) -> str:
+    """A provider's later report on a message it had accepted (Twilio's status callback, a generic
+    SMS gateway's delivery report). ``channel``: only that channel's notifications are matched (a
+    gateway's ids need not be unique across providers); ``undelivered``: the provider's statuses
+    that mean the message did not arrive.
 
-    ``failed`` or ``undelivered`` for a notification recorded as sent: the notification is
+    A status in ``undelivered`` for a notification recorded as sent: the notification is
     dead-lettered with the provider's status in its reason (audit ``delivery.undelivered``) and,
     when it was a page of an alert nobody has acknowledged yet, the failsafe is paged on another
     channel, as for any dead letter. Returns what was done: ``dead``; ``unknown`` (no notification
     sent with that id: logged, nothing changed); ``noted`` (any other status, or a repeat)."""
     q = select(Notification).where(Notification.provider_id == provider_id)
+    if channel is not None:
+        q = q.where(Notification.channel == channel)
     row = s.scalars(q.with_for_update() if _is_pg(s) else q).first()
     if row is None:
         return "unknown"
-    if status not in UNDELIVERED or row.status != "sent":
+    if status not in undelivered or row.status != "sent":
         return "noted"
     detail = f"the provider reported the message {status}" + (f" (error {error_code})" if error_code else "")
     row.status, row.status_reason = "dead", f"undelivered after sending: {detail}"[:200]

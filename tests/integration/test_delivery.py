@@ -7,6 +7,7 @@ concurrent dispatchers sending each notification once."""
 from __future__ import annotations
 
 import base64
+import json
 import datetime as dt
 import threading
 import time
@@ -320,8 +321,14 @@ def test_twilio_accepted_then_undelivered_pages_the_failsafe(sessions, channels,
     sig = sms_replies.twilio_signature(token, f"{public}/sms/twilio/status", params)
     assert api.post("/sms/twilio/status", data=params, headers={"X-Twilio-Signature": sig}).status_code == 204
 
+    assert_undelivered_paged_the_failsafe(sessions, chans, clock, receiver, alert_id, "30005")
+
+
+def assert_undelivered_paged_the_failsafe(sessions, chans, clock, receiver, alert_id, *reason_holds):
+    """The page reported undelivered is dead (its reason says why), the failsafe has one page on the
+    other channel, delivered by the next dispatch; the alert still waits for someone."""
     after = rows(sessions)
-    assert after[0].status == "dead" and "30005" in after[0].status_reason
+    assert after[0].status == "dead" and all(text in after[0].status_reason for text in reason_holds)
     failsafe = [r for r in after[1:] if r.event == "failsafe"]
     assert [(r.receiver, r.channel, r.status) for r in failsafe] == [("desk", "email", "pending")]  # not sms again
     clock.advance(minutes=1)
@@ -330,3 +337,53 @@ def test_twilio_accepted_then_undelivered_pages_the_failsafe(sessions, channels,
     with sessions() as s:
         assert s.get(Alert, alert_id).state == "triggered"
         assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "delivery.undelivered"))
+    return after
+
+
+def test_gateway_accepted_then_undelivered_pages_the_failsafe(sessions, channels, receiver, httpserver, monkeypatch):
+    """A generic SMS gateway's signed delivery report (POST /sms/gateway/<channel>/status): a report
+    that is unsigned, mis-signed or malformed changes nothing; "delivered" is noted; "failed"
+    dead-letters the page and pages the failsafe on the other channel, once."""
+    from worker.api import ApiConfig, create_app
+    from worker.channels.sms_gateway import HttpSmsChannel, HttpSmsConfig, signature, status_callback
+
+    monkeypatch.setenv("T_GW_STATUS", "gw-status-secret")
+    cfg = HttpSmsConfig.model_validate({"url": httpserver.url_for("/gw"), "message_id_field": "data.id",
+                                        "status_secret_env": "T_GW_STATUS", "status_error_field": "error"})  # fmt: skip
+    httpserver.expect_request("/gw", method="POST").respond_with_json({"data": {"id": "gw-42"}}, status=200)
+    chans = {**channels, "sms": HttpSmsChannel("sms", cfg)}
+    alert_id = open_alert(sessions)
+    clock = Clock(T0)
+    assert dispatch(sessions, chans, clock).sent == 1
+    [page] = rows(sessions)
+    assert (page.status, page.provider_id, page.channel) == ("sent", "gw-42", "sms")
+
+    gateways = {"sms": status_callback("sms", cfg), "broken": "status_secret_env: environment variable X is not set or empty"}
+    api = create_app(sessions, ApiConfig(ack_secret="k" * 48, sms_gateways=gateways,
+                                         clock=lambda: T0 + dt.timedelta(seconds=40))).test_client()  # fmt: skip
+
+    def post(report, channel="sms", sig=None, raw=None):
+        body = raw if raw is not None else json.dumps(report).encode()
+        headers = {"X-Signature-SHA256": sig if sig is not None else signature("gw-status-secret", body),
+                   "Content-Type": "application/json"}  # fmt: skip
+        return api.post(f"/sms/gateway/{channel}/status", data=body, headers=headers)
+
+    failed = {"message_id": "gw-42", "status": "failed", "error": "E30"}
+    assert post(failed, sig="").status_code == 403
+    assert post(failed, sig=signature("wrong", json.dumps(failed).encode())).status_code == 403
+    assert post(failed, channel="email").status_code == 404  # a channel without delivery reports
+    broken = post(failed, channel="broken")
+    assert broken.status_code == 503 and "not set or empty" in broken.get_json()["error"]
+    assert post(None, raw=b"not json").status_code == 400
+    missing = post({"message_id": "gw-42"})
+    assert missing.status_code == 400 and missing.get_json()["error"].startswith("status: required")
+    assert post({"message_id": "gw-nope", "status": "failed"}).status_code == 404  # never sent through this channel
+    assert post({"message_id": "gw-42", "status": "delivered"}).status_code == 204
+    assert [r.status for r in rows(sessions)] == ["sent"]  # nothing above changed anything
+    with sessions.begin() as s:  # the same provider id on another channel is another message
+        assert delivery.provider_status(s, "gw-42", "failed", None, T0, channel="email") == "unknown"
+
+    assert post(failed).status_code == 204
+    after = assert_undelivered_paged_the_failsafe(sessions, chans, clock, receiver, alert_id, "failed", "E30")
+    assert post(failed).status_code == 204  # a repeated report: noted, no second failsafe page
+    assert [(r.id, r.event) for r in rows(sessions)] == [(r.id, r.event) for r in after]

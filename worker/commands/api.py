@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from typing import TYPE_CHECKING
 
 from worker.commands._common import CommandError, configure_logging, fail, settings, store
+
+if TYPE_CHECKING:
+    from worker.channels.sms_gateway import StatusCallback
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,8 +38,41 @@ def build_app(s):  # type: ignore[no-untyped-def]
         api_tokens=tokens,
         public_url=s.public_url,
         twilio_auth_token=s.twilio_auth_token.get_secret_value() if s.twilio_auth_token else None,
+        sms_gateways=gateway_status_callbacks(s.channels_path),
     )
     return create_app(session_factory(store(s)), config, metrics=render_latest)
+
+
+def gateway_status_callbacks(path: str | None) -> dict[str, StatusCallback | str]:
+    """http_sms channel name -> its delivery-report settings, or the problem that makes them unusable
+    (logged; that channel's reports get 503, the rest of the API serves). Channels without a status
+    secret have none. A channels file that cannot be read leaves no channel with reports (the worker
+    reports that file itself: `crs-alert health --component delivery`)."""
+    import os
+
+    from worker.channels.base import ConfigurationError
+    from worker.channels.registry import ChannelConfigError, validate_channel_specs
+    from worker.channels.sms_gateway import HttpSmsChannel, HttpSmsConfig, status_callback
+    from worker.logs import get_logger
+    from worker.runtime import load_channels_file
+
+    if not path or not os.path.exists(path):
+        return {}
+    out: dict[str, StatusCallback | str] = {}
+    for name, spec in load_channels_file(path)[0].items():
+        if not isinstance(spec, dict) or spec.get("kind") != HttpSmsChannel.kind:
+            continue
+        try:
+            [(_, config)] = validate_channel_specs({name: spec}).values()
+            assert isinstance(config, HttpSmsConfig)
+            found: StatusCallback | str | None = status_callback(name, config)
+        except (ChannelConfigError, ConfigurationError) as exc:
+            problem = "; ".join(exc.errors) if isinstance(exc, ChannelConfigError) else str(exc)
+            get_logger(__name__).error("status_callback_unusable", channel=name, reason=problem)
+            found = problem
+        if found is not None:
+            out[name] = found
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
