@@ -605,6 +605,9 @@ def main() -> None:
         print(f"goal >= {GOAL_RATE:,}/s per worker process on PostgreSQL: {'met' if pg['rate'] >= GOAL_RATE else 'NOT met'} "
               f"(median of {len(pg['runs'])} run(s) {pg['rate']:,.0f}/s, {pg['rate'] / pg['floor_rate']:.0%} of the floor measured "
               f"beside it; best run {best:,.0f}/s)")
+        print(f"  per check-in: the goal allows {1e6 / GOAL_RATE:.0f} us; the median run took {1e6 * pg['drain_s'] / a.n:.0f} us "
+              f"({1e6 * pg['cpu_s'] / a.n:.0f} us of this process's CPU), of which decode+evaluate alone (the floor) take "
+              f"{1e6 / pg['floor_rate']:.0f} us")
         if floor < GOAL_RATE:
             print(f"  (on this machine, now, decode+evaluate alone runs at {floor:,.0f}/s, below the goal: no pipeline "
                   f"with a queue and a database can reach it here; compare 'vs floor' between machines)")

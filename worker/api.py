@@ -24,6 +24,7 @@ Endpoints:
   once recorded (an undelivered page is dead-lettered and the failsafe paged, as for Twilio).
 - ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
 Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
+A request body over ``MAX_BODY_BYTES`` is refused (413) before it is read.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
 
 
 log = get_logger(__name__)
+MAX_BODY_BYTES = 256 << 10  # every request this API takes is a few KiB at most
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,11 @@ def alert_json(a: Alert) -> dict[str, Any]:
 
 def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
     app = Flask("crs-alert")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # read (and signature-checked) only up to this
+
+    @app.errorhandler(413)
+    def too_large(_exc):  # type: ignore[no-untyped-def]
+        return jsonify(error=f"request body larger than {MAX_BODY_BYTES} bytes"), 413
 
     def error(status: int, message: str) -> tuple[Response, int]:
         return jsonify(error=message), status

@@ -261,3 +261,15 @@ def test_status_callback_refusals(sms_client, sessions, alert_id):
     assert status_report(sms_client, "SMunknown", "undelivered").status_code == 204  # not ours: nothing changes
     with sessions() as s:
         assert s.get(Notification, nid).status == "sent"
+
+
+def test_a_body_over_the_limit_is_refused_with_a_json_error(client, alert_id):
+    from worker.api import MAX_BODY_BYTES
+
+    big = {"actor": "dr.kim", "note": "x" * MAX_BODY_BYTES}
+    r = client.post(f"/api/alerts/{alert_id}/resolve", json=big, headers=AUTH)
+    assert r.status_code == 413 and r.json == {"error": f"request body larger than {MAX_BODY_BYTES} bytes"}
+    r = client.post("/sms/twilio/status", data={"MessageSid": "SM1", "Body": "y" * MAX_BODY_BYTES})
+    assert r.status_code == 413
+    fits = client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "dr.kim", "note": "x" * 1000}, headers=AUTH)
+    assert fits.status_code == 200  # a note of normal size still goes through
