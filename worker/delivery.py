@@ -240,7 +240,8 @@ def provider_status(s: Session, provider_id: str, status: str, error_code: str |
     """A provider's later report on a message it had accepted (Twilio's status callback, a generic
     SMS gateway's delivery report). ``channel``: only that channel's notifications are matched (a
     gateway's ids need not be unique across providers); ``undelivered``: the provider's statuses
-    that mean the message did not arrive.
+    that mean the message did not arrive, compared without regard to case (a gateway that writes
+    ``FAILED`` must not have its failure read as a delivery).
 
     A status in ``undelivered`` for a notification recorded as sent: the notification is
     dead-lettered with the provider's status in its reason (audit ``delivery.undelivered``) and,
@@ -253,7 +254,7 @@ def provider_status(s: Session, provider_id: str, status: str, error_code: str |
     row = s.scalars(q.with_for_update() if _is_pg(s) else q).first()
     if row is None:
         return "unknown"
-    if status not in undelivered or row.status != "sent":
+    if status.casefold() not in {u.casefold() for u in undelivered} or row.status != "sent":
         return "noted"
     detail = f"the provider reported the message {status}" + (f" (error {error_code})" if error_code else "")
     row.status, row.status_reason = "dead", f"undelivered after sending: {detail}"[:200]

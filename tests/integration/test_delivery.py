@@ -368,7 +368,7 @@ def test_gateway_accepted_then_undelivered_pages_the_failsafe(sessions, channels
                    "Content-Type": "application/json"}  # fmt: skip
         return api.post(f"/sms/gateway/{channel}/status", data=body, headers=headers)
 
-    failed = {"message_id": "gw-42", "status": "failed", "error": "E30"}
+    failed = {"message_id": "gw-42", "status": "FAILED", "error": "E30"}  # the configured statuses are lower case
     assert post(failed, sig="").status_code == 403
     assert post(failed, sig=signature("wrong", json.dumps(failed).encode())).status_code == 403
     assert post(failed, channel="email").status_code == 404  # a channel without delivery reports
@@ -384,6 +384,6 @@ def test_gateway_accepted_then_undelivered_pages_the_failsafe(sessions, channels
         assert delivery.provider_status(s, "gw-42", "failed", None, T0, channel="email") == "unknown"
 
     assert post(failed).status_code == 204
-    after = assert_undelivered_paged_the_failsafe(sessions, chans, clock, receiver, alert_id, "failed", "E30")
+    after = assert_undelivered_paged_the_failsafe(sessions, chans, clock, receiver, alert_id, "FAILED", "E30")
     assert post(failed).status_code == 204  # a repeated report: noted, no second failsafe page
     assert [(r.id, r.event) for r in rows(sessions)] == [(r.id, r.event) for r in after]

@@ -10,7 +10,7 @@ Delivery reports (optional, ``status_secret_env``/``status_secret_file``): the g
 object to ``<CRS_PUBLIC_URL>/sms/gateway/<channel name>/status`` with the message id at
 ``status_id_field`` and its status at ``status_field`` (dotted paths), signed with
 ``X-Signature-SHA256: <hex HMAC-SHA256 of the raw body, keyed with the status secret>``. A status in
-``undelivered_statuses`` for a page recorded as sent dead-letters it and pages the failsafe
+``undelivered_statuses`` (any case) for a page recorded as sent dead-letters it and pages the failsafe
 (``worker.delivery.provider_status``), as Twilio's status callback does. ``StatusCallback`` and
 ``valid_signature`` are what the API uses; they do no I/O.
 """
