@@ -1,4 +1,4 @@
-"""`crs-alert api`: the HTTP service (ack links, SMS replies, EHR API, /healthz, /metrics), on waitress."""
+"""`crs-alert api`: the HTTP service (ack links, SMS replies and delivery reports, EHR API, /healthz, /metrics), on waitress."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("api", help="serve acknowledgement links, SMS replies, the EHR API, /healthz and /metrics")
+    p = sub.add_parser("api", help="serve acknowledgement links, SMS replies and delivery reports, the EHR API, "
+                                   "/healthz and /metrics")
     p.add_argument("--host", default=None, help="bind address (default: $CRS_API_HOST or 127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="port (default: $CRS_API_PORT or 8080)")
     p.add_argument("--threads", type=int, default=8)
