@@ -209,3 +209,52 @@ def test_grade_5_is_never_produced():
         oxygen={"device": "mechanical_ventilation"},
     )
     assert e.crs_grade == 4
+
+
+NC_NO_FLOW = {"oxygen": {"device": "nasal_cannula"}}
+
+
+@pytest.mark.parametrize(
+    ("changes", "grade", "minimum", "missing"),
+    [
+        ({}, 2, True, ("oxygen.flow_l_min",)),  # 2, could be 3 above 6 L/min
+        ({"vasopressors": {"count_excluding_vasopressin": 1}}, 3, False, ()),  # a cannula cannot exceed 3
+        ({"vasopressors": {"vasopressin": True}}, 3, False, ()),
+        ({"vasopressors": {"count_excluding_vasopressin": 2}}, 4, False, ()),
+        # the hypotension component is still open (could need a vasopressor, 3 or 4)
+        ({"fluid_responsive_hypotension": False}, 2, True, ("vasopressors", "oxygen.flow_l_min")),
+        ({"vitals": {"systolic_bp": DROP}, "vasopressors": {"count_excluding_vasopressin": 1}}, 3, False, ()),
+    ],
+)
+def test_a_minimum_only_when_the_missing_data_could_raise_the_grade(changes, grade, minimum, missing):
+    """evaluate.md: is_minimum is "true when missing data could make the grade higher". A nasal
+    cannula without a flow is 2 or 3, so beside a vasopressor (3) the grade is exact."""
+    vitals = {"temperature_c": 38.5} | changes.pop("vitals", {})
+    e = ev(vitals=vitals, **NC_NO_FLOW, **changes)
+    assert (e.crs_grade, e.crs_grade_is_minimum, e.crs_missing) == (grade, minimum, missing)
+
+
+@pytest.mark.parametrize(
+    ("changes", "grade", "minimum", "missing"),
+    [
+        ({}, 0, True, ("vitals.temperature_c",)),  # a reading could still add fever (grade 1)
+        ({"oxygen": {"device": "facemask"}}, 3, False, ()),
+        (NC_NO_FLOW, 2, True, ("oxygen.flow_l_min",)),  # fever could not raise a 2
+    ],
+)
+def test_masked_with_the_temperature_unknown_names_it_while_it_could_raise_the_grade(changes, grade, minimum, missing):
+    e = ev(fever_masked_by="tocilizumab", vitals={"temperature_c": DROP}, **changes)
+    assert (e.crs_grade, e.crs_grade_is_minimum, e.crs_missing) == (grade, minimum, missing)
+    under_treatment = any("CRS under treatment" in r for r in e.reasons)
+    assert under_treatment == (grade == 0)  # clinical.md 8.3 still applies without a reading
+
+
+def test_premedication_with_findings_says_what_they_would_make_it_once():
+    e = ev(premedication=["corticosteroids"], vitals={"temperature_c": 37.2, "spo2_percent": 90})
+    assert (e.crs_grade, e.crs_grade_is_minimum) == (0, True)
+    would = [r for r in e.reasons if "would make it grade" in r]
+    assert would == ["If this is CRS, the hypotension/hypoxia findings would make it grade 2 or more."]
+    plain = ev(premedication=["corticosteroids"], vitals={"temperature_c": 37.2})
+    assert [r for r in plain.reasons if "would make it grade" in r] == [
+        "Temperature 37.2 C is below 38.0 C, but premedication (corticosteroids) in the last 24 h may mask fever: CRS "
+        "neither asserted nor excluded; if this is CRS, hypotension or hypoxia would make it grade 2 or more."]

@@ -243,3 +243,19 @@ def test_crs_minimum_of_2_is_urgent():
     e = ev(fever_masked_by="tocilizumab", vitals={"temperature_c": 37.0}, oxygen={"device": "nasal_cannula"})
     assert (e.crs_grade, e.crs_grade_is_minimum, e.crs_missing) == (2, True, ("oxygen.flow_l_min",))
     assert e.urgency.value == "urgent"
+
+
+@pytest.mark.parametrize(("field", "value", "flag", "says"), [
+    ("temperature_c", 39.05, "high_fever", "Temperature 39.05 C is above 39.0 C"),
+    ("temperature_c", 39.1, "high_fever", "Temperature 39.1 C is above 39.0 C"),
+    ("temperature_c", 35.05, "hypothermia", "Temperature 35.05 C is below 35.1 C"),
+    ("temperature_c", 35.0, "hypothermia", "Temperature 35.0 C is below 35.1 C"),
+    ("respiratory_rate", 8.5, "bradypnea", "Respiratory rate 8.5/min is below 9/min"),
+    ("spo2_percent", 91.5, "hypoxemia", "SpO2 91.5 % is below 92 %"),
+])  # fmt: skip
+def test_a_value_between_printed_bands_is_flagged_with_a_true_sentence(field, value, flag, says):
+    """Values between the printed NEWS2 bands take the severe side; the reason must not claim
+    e.g. that 39.05 is >= 39.1."""
+    e = ev(baseline(age=45, neuro=DROP, vitals={field: value}))
+    assert flag in e.red_flags
+    assert [r for r in e.reasons if r.startswith(says)], e.reasons

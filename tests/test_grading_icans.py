@@ -130,3 +130,18 @@ def test_reported_seizure_proves_at_least_3():
     assert icans(symptoms=["seizure"]) == (3, 3)
     e = ev(neuro=DROP, symptoms=["seizure"])
     assert (e.icans_grade, e.icans_floor, e.urgency.value) == (None, 3, "emergency")
+
+
+def test_the_reasons_state_the_floor_when_icans_is_not_assessed_and_read_right_under_sedation():
+    """clinical.md 0.3: for a null grade the rationale states the floor ("at least N")."""
+    none = ev(neuro=DROP)
+    assert (none.icans_grade, none.icans_floor) == (None, 0)
+    assert "ICANS not assessed: no neurological assessment in this check-in (at least grade 0)." in none.reasons
+    sedated = ev(neuro={"consciousness": "awake", "seizure": "none", "motor_weakness": "none",
+                        "cerebral_edema": "focal_local", "sedated": True})  # fmt: skip
+    assert (sedated.icans_grade, sedated.icans_floor) == (None, 3)
+    assert "ICANS at least grade 3; not gradable while sedated." in sedated.reasons
+    assert "ICANS at least grade 3: not assessable while sedated" in sedated.advice
+    partial = ev(neuro={"sedated": True, "motor_weakness": DROP})
+    assert any(r.startswith("ICANS at least grade 0; not gradable without neuro.motor_weakness") and r.endswith(
+        "and while sedated.") for r in partial.reasons), partial.reasons

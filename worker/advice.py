@@ -9,6 +9,8 @@ Rules:
   CRS" plus emergency evaluation for sepsis, adrenal insufficiency, bleeding, pulmonary embolism and
   other causes, and the request to re-enter masking therapy if it was given.
 - A minimum grade: "At least grade N - missing: <fields>. Obtain <measurement> now."
+- ICANS: the grade when it is 1 or more; when it cannot be graded, its floor and what to obtain
+  (or, sedated, that it is not assessable).
 Pure module: no I/O.
 """
 
@@ -77,5 +79,8 @@ def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool) 
         parts.append(f"ICANS grade {icans.grade} (provisional): neurological review now.")
     elif icans.grade is None and icans.missing:
         parts.append(f"ICANS at least grade {icans.floor} - obtain {_obtain(icans.missing)}.")
+    elif icans.grade is None:  # nothing missing, yet not gradable: sedated
+        parts.append(f"ICANS at least grade {icans.floor}: not assessable while sedated; reassess the neurological "
+                     "state when sedation allows.")
     parts.append(INFECTION)
     return " ".join(parts)

@@ -19,7 +19,10 @@ Rules (clinical.md 1.3-1.5):
   nasal cannula > 6 L/min, high-flow nasal cannula, facemask, non-rebreather, Venturi 3;
   CPAP, BiPAP, mechanical ventilation 4. Nasal cannula without a flow: at least 2. Room air with
   SpO2 <= 91 %: at least 2. No device and no SpO2: unknown.
-- is_minimum: some component is open (unknown or "at least") and the grade is below 4.
+- is_minimum: missing data could make the grade higher (evaluate.md), i.e. some open component
+  (unknown or "at least") could reach above the grade. An open component could reach 4, except a
+  nasal cannula without a flow, which is 2 or 3: with a vasopressor (grade 3) it leaves the grade
+  exact. Under masking, an unknown temperature could still add fever (grade 1).
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ class Component:
     open: bool  # unknown or "at least"
     missing: tuple[str, ...]
     reason: str | None
+    highest: int = 4  # the most it could be, when open
+
+    @property
+    def ceiling(self) -> int:
+        return self.highest if self.open else self.grade
 
 
 @dataclass(slots=True)
@@ -119,7 +127,7 @@ def _hypoxia(oxygen: Oxygen | None, spo2: float | None) -> Component:
         if flow is None:
             return Component(
                 2, True, ("oxygen.flow_l_min",),
-                "Nasal cannula without a recorded flow: CRS at least grade 2 (above 6 L/min would be grade 3).",
+                "Nasal cannula without a recorded flow: CRS at least grade 2 (above 6 L/min would be grade 3).", 3,
             )  # fmt: skip
         if flow <= LOW_FLOW_MAX_L_MIN:
             return Component(2, False, (), f"Nasal cannula at {flow:g} L/min is low-flow (<= 6 L/min): CRS grade 2 (ASTCT 2019).")
@@ -133,7 +141,7 @@ def _hypoxia(oxygen: Oxygen | None, spo2: float | None) -> Component:
     if spo2 < HYPOXAEMIA_BELOW:
         return Component(
             2, True, ("oxygen",),
-            f"SpO2 {spo2:g} % on room air (<= 91 %) with no oxygen given yet: CRS at least grade 2 "
+            f"SpO2 {spo2:g} % on room air (below 92 %) with no oxygen given yet: CRS at least grade 2 "
             "(the oxygen device needed is unknown).",
         )  # fmt: skip
     return Component(0, False, (), None)
@@ -165,10 +173,12 @@ def crs_of(checkin: CheckIn, v: Vitals, band: AgeBand, sbp_limit: float) -> CrsR
     elif not febrile:
         if checkin.premedication:
             meds = " and ".join(checkin.premedication)
+            # the findings' own sentence (below) says what they would make it, when there are any
+            tail = ("." if max(hypo.grade, oxy.grade)
+                    else "; if this is CRS, hypotension or hypoxia would make it grade 2 or more.")
             reasons.append(
                 f"Temperature {temp} C is below 38.0 C, but premedication ({meds}) in the last 24 h may mask "
-                "fever: CRS neither asserted nor excluded; if this is CRS, hypotension or hypoxia would make it "
-                "grade 2 or more."
+                f"fever: CRS neither asserted nor excluded{tail}"
             )
         else:
             reasons.append(f"Temperature {temp} C is below the ASTCT fever criterion (38.0 C): not CRS by ASTCT 2019.")
@@ -182,9 +192,10 @@ def crs_of(checkin: CheckIn, v: Vitals, band: AgeBand, sbp_limit: float) -> CrsR
             reasons.append(hypo.reason)
         if oxy.reason:
             reasons.append(oxy.reason)
-        is_minimum = grade < 4 and (hypo.open or oxy.open)
-        missing = _open_missing(hypo, oxy) if is_minimum else ()
-        if masked and grade == 0 and not is_minimum:
+        fever = _UNKNOWN_FEVER if febrile is None else _NO_MORE  # masked: a reading could still add fever
+        is_minimum = grade < max(hypo.ceiling, oxy.ceiling, fever.ceiling)
+        missing = _open_missing(grade, fever, hypo, oxy)
+        if masked and grade == 0 and max(hypo.ceiling, oxy.ceiling) == 0:
             # clinical.md 8.3: resolved CRS or ongoing grade 1 is the clinician's call.
             is_minimum = True
             reasons.append(
@@ -195,12 +206,17 @@ def crs_of(checkin: CheckIn, v: Vitals, band: AgeBand, sbp_limit: float) -> CrsR
         is_minimum = febrile is None or bool(checkin.premedication)
         missing = ("vitals.temperature_c",) if febrile is None else ()
         if is_minimum:
-            missing += _open_missing(hypo, oxy)
+            missing += _open_missing(grade, hypo, oxy)
             if (would_be := max(hypo.grade, oxy.grade)) > 0:
                 reasons.append(f"If this is CRS, the hypotension/hypoxia findings would make it grade {would_be} or more.")
     return CrsResult(grade, is_minimum, missing, tuple(reasons), febrile, masked, hypo, oxy)
 
 
-def _open_missing(hypo: Component, oxy: Component) -> tuple[str, ...]:
-    """The missing paths of the open components, hypotension first."""
-    return (hypo.missing if hypo.open else ()) + (oxy.missing if oxy.open else ())
+# The fever term of a masked check-in: an unknown temperature could still be a fever (grade 1).
+_UNKNOWN_FEVER = Component(0, True, ("vitals.temperature_c",), None, 1)
+_NO_MORE = Component(0, False, (), None)
+
+
+def _open_missing(grade: int, *components: Component) -> tuple[str, ...]:
+    """The missing paths of the components that could raise ``grade``, in the order given."""
+    return tuple(p for c in components if c.ceiling > grade for p in c.missing)

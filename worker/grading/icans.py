@@ -130,7 +130,8 @@ def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
     reasons: list[str] = []
     if neuro is None:
         floor = 3 if reported_seizure else 0
-        reasons.append("ICANS not assessed: no neurological assessment in this check-in.")
+        reasons.append("ICANS not assessed: no neurological assessment in this check-in"
+                       + ("." if reported_seizure else " (at least grade 0)."))
         if reported_seizure:
             reasons.append("A seizure was reported: ICANS at least grade 3 (ASTCT 2019); assess now.")
         return IcansResult(None, floor, ("neuro",), tuple(reasons))
@@ -157,7 +158,10 @@ def grade_icans(checkin: CheckIn, age_years: float | None) -> IcansResult:
         return IcansResult(floor, floor, (), tuple(reasons))
     domains = (cognition, consciousness, seizure, motor, edema)
     missing = tuple(d[2] for d in domains if d[2] and d[1] > floor)
-    what = ", ".join(missing) if missing else "sedation"
-    reasons.append(f"ICANS at least grade {floor}; not gradable without {what}.")
+    if missing:
+        why = f"without {', '.join(missing)}" + (" and while sedated" if neuro.sedated else "")
+    else:
+        why = "while sedated"
+    reasons.append(f"ICANS at least grade {floor}; not gradable {why}.")
     return IcansResult(None, floor, missing, tuple(reasons))
 

@@ -55,9 +55,9 @@ def red_flags_of(
 
     if temp is not None:
         if temp > HIGH_FEVER_ABOVE:
-            flags["high_fever"] = f"Temperature {temp} C is >= 39.1 C: high fever red flag (NEWS2 2-point band)."
+            flags["high_fever"] = f"Temperature {temp} C is above 39.0 C: high fever red flag (NEWS2 2-point band, >= 39.1 C)."
         elif temp < HYPOTHERMIA_BELOW:
-            flags["hypothermia"] = f"Temperature {temp} C is <= 35.0 C: hypothermia red flag (NEWS2 3-point band)."
+            flags["hypothermia"] = f"Temperature {temp} C is below 35.1 C: hypothermia red flag (NEWS2 3-point band, <= 35.0 C)."
     if hr is not None:
         if hr > band.tachycardia_above:
             flags["tachycardia"] = f"Heart rate {hr:g}/min is above the limit for {band.label}: tachycardia red flag."
@@ -67,7 +67,7 @@ def red_flags_of(
         if rr > band.tachypnea_above:
             flags["tachypnea"] = f"Respiratory rate {rr:g}/min is above the limit for {band.label}: tachypnoea red flag."
         elif band.bradypnea_below is not None and rr < band.bradypnea_below:
-            flags["bradypnea"] = f"Respiratory rate {rr:g}/min is <= 8/min: bradypnoea red flag (NEWS2 3-point band)."
+            flags["bradypnea"] = f"Respiratory rate {rr:g}/min is below 9/min: bradypnoea red flag (NEWS2 3-point band, <= 8/min)."
     if sbp is not None and sbp < sbp_limit:
         flags["hypotension"] = f"Systolic BP {sbp:g} mmHg is below {sbp_limit:g} for {band.label}: hypotension red flag."
     pressors = checkin.vasopressors
@@ -77,7 +77,7 @@ def red_flags_of(
         elif checkin.fluid_responsive_hypotension is not None:
             flags["hypotension"] = "A hypotensive episode was documented: hypotension red flag."
     if spo2 is not None and spo2 < HYPOXAEMIA_BELOW:
-        flags["hypoxemia"] = f"SpO2 {spo2:g} % is <= 91 %: hypoxaemia red flag."
+        flags["hypoxemia"] = f"SpO2 {spo2:g} % is below 92 %: hypoxaemia red flag (<= 91 %)."
     device = checkin.oxygen.device if checkin.oxygen else None
     if device is not None and device != "room_air":
         flags["supplemental_oxygen"] = f"On supplemental oxygen ({device.replace('_', ' ')}): supplemental oxygen red flag."
