@@ -105,6 +105,12 @@ def test_advice_wording_of_section_6():
     assert "re-enter this information" in afebrile_shock
     minimum = ev(vitals={"temperature_c": 38.5, "systolic_bp": DROP}).advice
     assert "At least grade 1 - missing: vitals.systolic_bp. Obtain a blood pressure now." in minimum
+    # no reading yet: not "does not meet" (unknown), but the emergency work-up all the same
+    unread = ev(vitals={"temperature_c": DROP, "systolic_bp": 80}).advice
+    assert "Does not meet" not in unread and "re-enter" not in unread
+    assert ("Low blood pressure / low oxygen requires emergency evaluation for sepsis, adrenal insufficiency, bleeding, "
+            "pulmonary embolism and other causes. At least grade 0 - missing: vitals.temperature_c") in unread
+    assert "sepsis" not in ev(vitals={"temperature_c": DROP}).advice  # no finding, no work-up sentence
 
 
 def test_one_reason_per_finding_naming_the_rule():

@@ -7,7 +7,9 @@ Rules:
   not due to another cause)" plus the fever/neutropenia pathway.
 - No fever, not masked, but hypotension or hypoxaemia: "Does not meet ASTCT fever criterion for
   CRS" plus emergency evaluation for sepsis, adrenal insufficiency, bleeding, pulmonary embolism and
-  other causes, and the request to re-enter masking therapy if it was given.
+  other causes, and the request to re-enter masking therapy if it was given. With no temperature
+  reading, the emergency evaluation is asked for too [safer reading: the finding needs it whatever
+  the temperature turns out to be].
 - A minimum grade: "At least grade N - missing: <fields>. Obtain <measurement> now."
 - ICANS: the grade when it is 1 or more; when it cannot be graded, its floor and what to obtain
   (or, sedated, that it is not assessable).
@@ -24,6 +26,11 @@ from worker.grading.icans import IcansResult
 INFECTION = (
     "Infection cannot be excluded by this assessment; follow your team's fever/neutropenia pathway "
     "(cultures, antibiotics if neutropenic)."
+)
+
+EMERGENCY_WORKUP = (
+    "Low blood pressure / low oxygen requires emergency evaluation for sepsis, adrenal insufficiency, bleeding, "
+    "pulmonary embolism and other causes."
 )
 
 # What to obtain for each missing wire-format path.
@@ -58,12 +65,12 @@ def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool) 
             f"Findings meet ASTCT criteria for CRS grade {crs.grade} (provisional - assumes findings are not due "
             "to another cause)."
         )
-    elif crs.febrile is False and not crs.masked and (crs.hypotension.grade or crs.hypoxia.grade):
-        parts.append(
-            "Does not meet ASTCT fever criterion for CRS. Low blood pressure / low oxygen requires emergency "
-            "evaluation for sepsis, adrenal insufficiency, bleeding, pulmonary embolism and other causes. If "
-            "tocilizumab, steroids or antipyretics were given for CRS, re-enter this information."
-        )
+    elif not crs.masked and (crs.hypotension.grade or crs.hypoxia.grade):
+        if crs.febrile is False:
+            parts.append("Does not meet ASTCT fever criterion for CRS.")
+        parts.append(EMERGENCY_WORKUP)  # also with no reading yet: the finding needs it whatever the temperature
+        if crs.febrile is False:
+            parts.append("If tocilizumab, steroids or antipyretics were given for CRS, re-enter this information.")
     elif not crs.is_minimum:
         parts.append("CRS grade 0 on the data given.")
     if crs.is_minimum:
