@@ -165,3 +165,12 @@ def test_transition_accepts_any_object_with_the_fields():
 
     t = compare(Row(), ev(vitals={"temperature_c": 39.5}, oxygen={"device": "bipap"}))
     assert "crs_worse" in t.kinds and Urgency(t.urgency) is Urgency.EMERGENCY
+
+
+@pytest.mark.parametrize(("start", "day", "says"), [("2026-11-25", -5, True), ("2026-11-20", 0, False), ("2026-11-21", -1, True)])
+def test_a_therapy_start_after_the_checkin_is_said_not_silently_out_of_window(start, day, says):
+    e = ev(therapy="axicabtagene ciloleucel", therapy_start=start, recorded_at="2026-11-20T10:00:00Z")
+    assert e.day_since_therapy == day
+    assert e.in_risk_window is (day >= 0)
+    flagged = [r for r in e.reasons if r.startswith(f"Therapy start {start} is after this check-in (day {day})")]
+    assert bool(flagged) is says

@@ -108,6 +108,11 @@ def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluat
         reasons.append("Age unknown: adult (>= 16 y) thresholds and NEWS2 were applied; record the age (children have lower limits).")
     if therapy is th.UNKNOWN and (checkin.therapy or ctx.therapy):
         reasons.append("Therapy not in the catalogue (clinical.md 4.7): risk tier unknown.")
+    if day is not None and day < 0:
+        reasons.append(
+            f"Therapy start {start.isoformat()} is after this check-in (day {day}): the at-risk window is not "
+            "applied before the infusion/first dose; check the date if the therapy was already given."
+        )
     if window and codes:
         reasons.append(
             f"Day {day} after {therapy.generic}, inside the at-risk window: every red flag means immediate contact."
