@@ -174,3 +174,24 @@ def test_a_therapy_start_after_the_checkin_is_said_not_silently_out_of_window(st
     assert e.in_risk_window is (day >= 0)
     flagged = [r for r in e.reasons if r.startswith(f"Therapy start {start} is after this check-in (day {day})")]
     assert bool(flagged) is says
+
+
+@pytest.mark.parametrize(("therapy", "start", "temp", "says"), [
+    ("axicabtagene ciloleucel", "2026-11-06", 38.5, None),  # day 14: still the CRS window
+    ("axicabtagene ciloleucel", "2026-11-05", 38.5, "Fever on day 15 after axicabtagene ciloleucel: new CRS is rare"),
+    ("axicabtagene ciloleucel", "2026-11-05", 37.5, None),  # no fever
+    ("teclistamab", "2026-10-01", 38.5, None),  # a bispecific can cause CRS again with later doses
+    ("axicabtagene ciloleucel", "2026-11-18", 35.0, "Hypothermia points to infection rather than CRS"),
+    (DROP, DROP, 34.0, "Hypothermia points to infection rather than CRS"),
+])  # fmt: skip
+def test_late_fever_after_car_t_or_hypothermia_points_to_infection(therapy, start, temp, says):
+    """clinical.md 6 (sepsis): a fever beyond day 14 after CAR-T, or hypothermia, shifts the
+    probability to infection; the advice says so and asks for a sepsis screen."""
+    from worker.advice import INFECTION
+
+    e = ev(therapy=therapy, therapy_start=start, recorded_at="2026-11-20T10:00:00Z", vitals={"temperature_c": temp})
+    if says is None:
+        assert "screen for sepsis" not in e.advice
+    else:
+        assert says in e.advice and "screen for sepsis now." in e.advice
+        assert e.advice.endswith(INFECTION)  # infection still never excluded

@@ -11,6 +11,8 @@ Rules:
   reading, the emergency evaluation is asked for too [safer reading: the finding needs it whatever
   the temperature turns out to be].
 - A minimum grade: "At least grade N - missing: <fields>. Obtain <measurement> now."
+- Hypothermia, or a fever beyond day 14 after CAR-T: infection becomes the more likely cause
+  (clinical.md 6, sepsis); a sepsis screen now.
 - ICANS: the grade when it is 1 or more; when it cannot be graded, its floor and what to obtain
   (or, sedated, that it is not assessable).
 Pure module: no I/O.
@@ -58,7 +60,23 @@ def _obtain(paths: tuple[str, ...]) -> str:
     return ", ".join(wanted[:-1]) + (" and " if len(wanted) > 1 else "") + wanted[-1]
 
 
-def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool) -> str:
+LATE_FEVER_AFTER_DAY = 14  # clinical.md 4.4 / 6: no new CRS after day 14 after CAR-T (Blood Adv 2024)
+
+
+def infection_pointer(febrile: bool | None, hypothermic: bool, therapy_class: str, generic: str,
+                      day: int | None) -> str | None:
+    """clinical.md 6 (sepsis): late fever after CAR-T (beyond day 14) or hypothermia shifts the
+    probability to infection. The sentence for the advice, or None."""
+    if hypothermic:
+        return "Hypothermia points to infection rather than CRS: screen for sepsis now."
+    if febrile and therapy_class == "car_t" and day is not None and day > LATE_FEVER_AFTER_DAY:
+        return (f"Fever on day {day} after {generic}: new CRS is rare after day {LATE_FEVER_AFTER_DAY}, so infection "
+                "becomes the more likely cause; screen for sepsis now.")
+    return None
+
+
+def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool, infection: str | None = None) -> str:
+    """The advice; ``infection``: the sentence of ``infection_pointer``, if any."""
     parts = ["Provisional grades for clinician review."]
     if crs.grade >= 1:
         parts.append(
@@ -89,5 +107,7 @@ def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool) 
     elif icans.grade is None:  # nothing missing, yet not gradable: sedated
         parts.append(f"ICANS at least grade {icans.floor}: not assessable while sedated; reassess the neurological "
                      "state when sedation allows.")
+    if infection:
+        parts.append(infection)
     parts.append(INFECTION)
     return " ".join(parts)

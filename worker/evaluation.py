@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
-from worker.advice import advise
+from worker.advice import advise, infection_pointer
 from worker.checkin import CheckIn, Vitals, vitals_of
 from worker.domain import EMERGENCY_FLAGS, PatientContext, Urgency
 from worker.grading import news2 as n2
@@ -132,7 +132,8 @@ def evaluate(checkin: CheckIn, context: PatientContext | None = None) -> Evaluat
         news2=news_score,
         urgency=urgency,
         reasons=tuple(reasons),
-        advice=advise(crs, icans, reported_fever_unmeasured),
+        advice=advise(crs, icans, reported_fever_unmeasured, infection_pointer(
+            crs.febrile, "hypothermia" in flags, therapy.therapy_class, therapy.generic, day)),
         age_years=age,
         age_band=band.name if age is not None else None,
         therapy_tier=therapy.tier,
