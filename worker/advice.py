@@ -85,10 +85,10 @@ def advise(crs: CrsResult, icans: IcansResult, reported_fever_unmeasured: bool, 
         )
     elif not crs.masked and (crs.hypotension.grade or crs.hypoxia.grade):
         if crs.febrile is False:
-            parts.append("Does not meet ASTCT fever criterion for CRS.")
-        parts.append(EMERGENCY_WORKUP)  # also with no reading yet: the finding needs it whatever the temperature
-        if crs.febrile is False:
-            parts.append("If tocilizumab, steroids or antipyretics were given for CRS, re-enter this information.")
+            parts += ["Does not meet ASTCT fever criterion for CRS.", EMERGENCY_WORKUP,
+                      "If tocilizumab, steroids or antipyretics were given for CRS, re-enter this information."]
+        else:  # no reading yet: the finding needs the work-up whatever the temperature turns out to be
+            parts.append(EMERGENCY_WORKUP)
     elif not crs.is_minimum:
         parts.append("CRS grade 0 on the data given.")
     if crs.is_minimum:
