@@ -11,7 +11,10 @@ Rules (issue 5):
   page beats a lost one; every retry carries the same reference, ``ntf-<id>``); or dead-lettered
   when the failure is permanent, or after ``max_attempts``, or when the row is older than
   ``max_age``. A dead page pages the alert's failsafe receiver on a different channel (every
-  contact of the failsafe whose channel differs from the one that failed).
+  contact of the failsafe whose channel differs from the one that failed). A dead failsafe page
+  does the same for the page that started the chain, so each failsafe contact is paged at most
+  once per dead page: with every channel failing, the chain ends (audit ``delivery.unreachable``
+  once no page of it is still on its way) instead of paging back and forth forever.
 - A lease that expired is an ambiguous attempt: retried, never lost.
 - Per-channel rate limits (provider limits) defer a row a little, never drop it; an emergency is
   never held back by them (the provider's own 429 is retried like any other).
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +86,7 @@ class _Claim:
     repeat: int
     content: dict[str, Any]
     created_at: dt.datetime
+    dedupe_key: str
 
 
 def backoff(policy: DeliveryPolicy, attempt: int, retry_after: float | None, rnd: random.Random) -> dt.timedelta:
@@ -119,7 +124,7 @@ def claim(sessions: sessionmaker[Session], now: dt.datetime, policy: DeliveryPol
 
 def _claim_of(row: Notification) -> _Claim:
     return _Claim(row.id, row.alert_id, row.attempts, row.channel, row.address, row.receiver, row.event, row.urgency,
-                  row.escalating, row.step, row.repeat, dict(row.content), row.created_at)  # fmt: skip
+                  row.escalating, row.step, row.repeat, dict(row.content), row.created_at, row.dedupe_key)  # fmt: skip
 
 
 def _finish_attempt(s: Session, notification_id: int, attempt: int, now: dt.datetime, outcome: str, detail: str | None,
@@ -266,19 +271,32 @@ def provider_status(s: Session, provider_id: str, status: str, error_code: str |
     return "dead"
 
 
+_FAILSAFE_KEY = re.compile(r"^\d+:dead(\d+):")  # the dedupe key of a failsafe page names the page that started it
+
+
+def _origin(c: _Claim) -> int:
+    """The page whose dead letter started this chain of failsafe pages (the page itself, if it is one)."""
+    m = _FAILSAFE_KEY.match(c.dedupe_key) if c.event == "failsafe" else None
+    return int(m.group(1)) if m else c.id
+
+
 def _page_failsafe(s: Session, c: _Claim, now: dt.datetime, detail: str | None) -> int:
-    """Notification rows for the alert's failsafe on every channel other than the one that failed."""
+    """Notification rows for the alert's failsafe on every channel other than the one that failed,
+    one per failsafe contact and dead page (a dead failsafe page counts as the page that started
+    its chain, so a contact already paged for it is not paged again)."""
     alert = s.get(Alert, c.alert_id)
     failsafe = alert.policy_snapshot["policy"]["failsafe"]
     contacts = alert.policy_snapshot["receivers"][failsafe]["contacts"]
     reason = f"Could not deliver to {c.receiver} by {c.channel}: the failsafe is paged instead."
     content = dict(c.content, reasons=[reason, *(c.content.get("reasons") or [])])
+    origin = _origin(c)
+    chain = f"{alert.id}:dead{origin}:{failsafe}:"
     written = 0
     for index, contact in enumerate(contacts):
         if contact["channel"] == c.channel:
             continue
         row = {
-            "dedupe_key": f"{alert.id}:dead{c.id}:{failsafe}:{index}", "alert_id": alert.id, "event": "failsafe",
+            "dedupe_key": f"{chain}{index}", "alert_id": alert.id, "event": "failsafe",
             "urgency": c.urgency, "receiver": failsafe, "channel": contact["channel"], "address": contact.get("to", ""),
             "escalating": True, "step": c.step, "repeat": c.repeat, "status": "pending",
             "status_reason": f"dead letter of notification {c.id}", "content": content, "created_at": now,
@@ -286,7 +304,14 @@ def _page_failsafe(s: Session, c: _Claim, now: dt.datetime, detail: str | None) 
         }  # fmt: skip
         if insert_ignore(s, Notification.__table__, row, ["dedupe_key"]) is not None:
             written += 1
-    if not written:
+    if not written and not _chain_alive(s, alert.id, chain, c.id):
         audit(s, at=now, actor="system", action="delivery.unreachable", subject=f"alert:{alert.id}",
-              notification_id=c.id, channel=c.channel, receiver=c.receiver, detail=detail)  # fmt: skip
+              notification_id=c.id, first_dead=origin, channel=c.channel, receiver=c.receiver, detail=detail)  # fmt: skip
     return written
+
+
+def _chain_alive(s: Session, alert_id: int, chain: str, dying: int) -> bool:
+    """Whether a failsafe page of this chain (other than the one dying now) is pending, being sent or sent."""
+    return s.scalar(select(func.count()).select_from(Notification).where(
+        Notification.alert_id == alert_id, Notification.dedupe_key.startswith(chain, autoescape=True),
+        Notification.id != dying, Notification.status.not_in(("dead", "cancelled")))) > 0  # fmt: skip

@@ -173,6 +173,47 @@ def test_a_permanent_failure_pages_the_failsafe_on_another_channel(sessions, cha
                                                         AuditEntry.action == "delivery.dead")) == "delivery.dead"  # fmt: skip
 
 
+def audit_actions(sessions, alert_id, action):
+    with sessions() as s:
+        return list(s.scalars(select(AuditEntry).where(AuditEntry.subject == f"alert:{alert_id}", AuditEntry.action == action)))
+
+
+def test_with_every_channel_failing_the_failsafe_chain_ends_and_says_nobody_was_reached(sessions, channels, receiver):
+    """nurse's sms dies -> desk by email; that dies -> desk by sms (not tried yet for this page);
+    that dies -> desk by email again? no: it was paged for this page already. The chain ends."""
+    alert_id = open_alert(sessions)
+    receiver.script["/sms"] = [400] * 10
+    receiver.script["/email"] = [400] * 10
+    clock = Clock(T0)
+    for _ in range(10):
+        if not dispatch(sessions, channels, clock).claimed:
+            break
+        clock.advance(seconds=1)
+    else:
+        pytest.fail("the outbox kept producing pages")
+    assert [(r.receiver, r.channel, r.event, r.status) for r in rows(sessions)] == [
+        ("nurse", "sms", "alert.triggered", "dead"), ("desk", "email", "failsafe", "dead"), ("desk", "sms", "failsafe", "dead")]
+    (unreachable,) = audit_actions(sessions, alert_id, "delivery.unreachable")
+    assert unreachable.detail["first_dead"] == rows(sessions)[0].id
+    assert len(receiver.got) == 3
+
+
+def test_a_failsafe_chain_that_reaches_someone_is_not_reported_unreachable(sessions, channels, receiver):
+    alert_id = open_alert(sessions)
+    receiver.script["/sms"] = [400, 200]  # the nurse's page fails, the desk's sms arrives
+    receiver.script["/email"] = [400]
+    clock = Clock(T0)
+    for _ in range(4):
+        dispatch(sessions, channels, clock)
+        clock.advance(seconds=1)
+    assert [(r.receiver, r.channel, r.status) for r in rows(sessions)] == [
+        ("nurse", "sms", "dead"), ("desk", "email", "dead"), ("desk", "sms", "sent")]
+    assert rows(sessions)[2].content["reasons"][:2] == [
+        "Could not deliver to desk by email: the failsafe is paged instead.",
+        "Could not deliver to nurse by sms: the failsafe is paged instead."]
+    assert audit_actions(sessions, alert_id, "delivery.unreachable") == []
+
+
 def test_a_timeout_after_sending_is_ambiguous_and_retried_with_the_same_reference(sessions, channels, receiver):
     open_alert(sessions)
     receiver.script["/sms"] = [("sleep", 1.5)]
