@@ -27,9 +27,12 @@ Rules, in the order they protect a patient:
    ``checkin.future_dated`` and cannot hide the check-ins after it. A check-in older than the
    patient's latest evaluation is stored and evaluated, flagged ``out_of_order``, audited, and never
    becomes the patient's latest state (no transition is derived from it).
-5. **Duplicates.** A known ``checkin_id`` in a new stream entry is recorded in
-   ``duplicate_checkins`` and counted; it is not evaluated again. The same entry re-delivered after
-   a crash between commit and ack is recognised (same stream id) and only acknowledged.
+5. **Duplicates.** A known ``checkin_id`` in a new stream entry with the same content is recorded
+   in ``duplicate_checkins`` and counted; it is not evaluated again. With different content it is
+   a producer fault, not a resend: it is rejected (``checkin_id_conflict``, raw payload kept, the
+   urgency it would have had in the error), never passed off as a harmless duplicate. The same
+   entry re-delivered after a crash between commit and ack is recognised (same stream id) and only
+   acknowledged.
 
 The functions take the Redis client, the session factory, the settings and the time explicitly,
 so tests call them without Celery.
@@ -408,8 +411,7 @@ class _Batch:
         writer.transitions(transitions)
         writer.flush(meanwhile.run if meanwhile is not None else None)
         for i in known:  # a redelivery or a duplicate (also of an earlier entry of this batch)
-            entry, checkin, payload, _ = items[i]
-            self._known(entry, checkin, payload)
+            self._known(*items[i])
         return emit
 
     def _store_or_refuse(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
@@ -449,7 +451,7 @@ class _Batch:
             ("checkin_id",),
         )
         if row_id is None:
-            self._known(entry, checkin, payload)
+            self._known(entry, checkin, payload, ev)
             return
         previous = latest.get(checkin.patient_id)
         effective_at = self.effective(checkin)
@@ -482,19 +484,26 @@ class _Batch:
             self.report.transitions += 1
             log.debug("patient_transition", **_transition_fields(ev, transition))
 
-    def _known(self, entry: Entry, checkin: CheckIn, payload: dict) -> None:
-        """The checkin_id is stored already: a redelivery of the same entry, or a duplicate."""
+    def _known(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation) -> None:
+        """The checkin_id is stored already: a redelivery of the same entry, a duplicate, or a
+        different check-in under a reused id (rejected)."""
         existing = self.session.execute(
-            select(CheckinRow.stream_id, CheckinRow.payload).where(CheckinRow.checkin_id == checkin.checkin_id)
+            select(CheckinRow.stream_id, CheckinRow.patient_id, CheckinRow.payload).where(CheckinRow.checkin_id == checkin.checkin_id)
         ).one()
         if existing.stream_id == entry.stream_id:
             self.report.redelivered += 1
             return
+        if existing.payload != payload:
+            other = "another patient's check-in" if existing.patient_id != checkin.patient_id else "a check-in with different content"
+            self.reject(entry, Refusal("checkin_id_conflict", [FieldError("checkin_id", (
+                f"Already used by {other}; this one was NOT evaluated (its urgency "
+                f"would be {ev.urgency.value}): a checkin_id identifies one check-in, so the producer must resubmit it "
+                "under a new checkin_id"))], checkin.checkin_id))
+            return
         new_id = repo.insert_ignore(
             self.session,
             DuplicateCheckin.__table__,
-            dict(stream_id=entry.stream_id, checkin_id=checkin.checkin_id,
-                 same_payload=existing.payload == payload, received_at=self.now),
+            dict(stream_id=entry.stream_id, checkin_id=checkin.checkin_id, same_payload=True, received_at=self.now),
             ("stream_id", "checkin_id"),
         )
         if new_id is None:

@@ -133,7 +133,7 @@ def test_a_checkin_stored_meanwhile_is_caught_in_the_helper_thread_too(engine, r
     sessions = session_factory(engine)
     submit(r, settings.stream_name, [febrile("a1", "P-1", 0)], group=settings.group)
     pipeline.drain(r=r, sessions=sessions, settings=settings, consumer=consumer)
-    submit(r, settings.stream_name, [checkin("a1", "P-1", 1, source="clinician")]
+    submit(r, settings.stream_name, [febrile("a1", "P-1", 0)]
            + [febrile(f"b{i}", f"P-{i}", i) for i in range(2, 11)], group=settings.group)
 
     switch = sys.getswitchinterval()

@@ -25,7 +25,8 @@ def test_notes_and_payloads_never_logged(r, sessions, make_settings):
     try:
         submit(r, settings.stream_name, [
             febrile("phi-1", note=f"called {MARKER} at home"),
-            hypotensive("phi-1", note=f"dup {MARKER}"),  # duplicate
+            febrile("phi-1", note=f"called {MARKER} at home"),  # duplicate
+            hypotensive("phi-1", note=f"dup {MARKER}"),  # the id reused for other content: rejected
             json.dumps({**febrile("phi-2"), "note": MARKER, "vitals": {"temperature_c": 99}}),  # rejected
             f"not json {MARKER}",
             json.dumps(febrile("phi-3", minutes=-60, note=MARKER)),  # out of order after phi-1

@@ -102,14 +102,39 @@ def test_entry_without_payload_field_is_rejected(r, sessions, settings, consumer
 def test_duplicate_checkin_id_is_one_row_and_counted(r, sessions, settings, consumer):
     submit(r, settings.stream_name, [febrile("dup-1"), febrile("dup-1")])  # same batch
     run(r, sessions, settings, consumer)
-    submit(r, settings.stream_name, [febrile("dup-1", temp=39.5)])  # later batch, different content
+    submit(r, settings.stream_name, [febrile("dup-1")])  # later batch, same content: a resend
     report = run(r, sessions, settings, consumer)
-    assert report.duplicates == 1 and report.evaluated == 0
+    assert report.duplicates == 1 and report.evaluated == 0 and report.rejected == 0
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(CheckinRow)) == 1
         assert s.scalar(select(func.count()).select_from(EvaluationRow)) == 1
         c = repo.counts(s)
-    assert (c["duplicates"], c["checkins"], c["received"]) == (2, 1, 3)
+    assert (c["duplicates"], c["checkins"], c["received"], c["rejected"]) == (2, 1, 3, 0)
+    assert backlog(r, settings.stream_name, settings.group)["pending"] == 0
+
+
+@pytest.mark.parametrize("same_batch", [False, True])
+def test_a_reused_checkin_id_with_other_content_is_rejected_not_passed_off_as_a_duplicate(r, sessions, settings, consumer,
+                                                                                         same_batch):
+    """Another patient's emergency under a stored checkin_id is a producer fault: it is kept with
+    its errors (the urgency it would have had included) and counted as rejected, not as a resend."""
+    emergency = hypotensive("dup-1", "P-other")
+    if same_batch:
+        submit(r, settings.stream_name, [febrile("dup-1", "P-000"), emergency])
+    else:
+        submit(r, settings.stream_name, [febrile("dup-1", "P-000")])
+        run(r, sessions, settings, consumer)
+        submit(r, settings.stream_name, [emergency])
+    run(r, sessions, settings, consumer)
+    with sessions() as s:
+        [rej] = repo.rejected_inputs(s)
+        c = repo.counts(s)
+        assert s.scalar(select(func.count()).select_from(CheckinRow)) == 1
+    assert (rej.reason, rej.checkin_id, [e["loc"] for e in rej.errors]) == ("checkin_id_conflict", "dup-1", ["checkin_id"])
+    assert "another patient's check-in" in rej.errors[0]["msg"] and "NOT evaluated" in rej.errors[0]["msg"]
+    assert "would be " in rej.errors[0]["msg"]
+    assert b'"P-other"' in bytes(rej.raw_payload)
+    assert (c["checkins"], c["rejected"], c["duplicates"]) == (1, 1, 0)
     assert backlog(r, settings.stream_name, settings.group)["pending"] == 0
 
 
