@@ -102,6 +102,23 @@ def test_contact_details_inside_allowed_values_and_event_text_are_scrubbed(captu
     assert_no_canary(captured)
 
 
+@pytest.mark.parametrize(("cid", "logged"), [
+    ("c-1", "c-1"), ("dev:2026-11-20T06:00:00Z.7", "dev:2026-11-20T06:00:00Z.7"), ("a" * 128, "a" * 128),
+    ("07700900123", "[phone]"),  # a plain token is still scrubbed
+])
+def test_plain_checkin_ids_are_logged_as_they_are(captured, cid, logged):
+    get_logger("worker.pipeline").info("checkin_duplicate", checkin_id=cid)
+    assert lines(captured)[0]["checkin_id"] == logged
+
+
+@pytest.mark.parametrize("cid", ["Maria Lopez 1990-01-02", "a" * 129, "café-1", "id/with/slash", "", "x\u0000"])
+def test_checkin_ids_that_are_not_plain_tokens_are_logged_as_a_hash(captured, cid):
+    get_logger("worker.pipeline").info("checkin_duplicate", checkin_id=cid)
+    logged = lines(captured)[0]["checkin_id"]
+    assert logged.startswith("sha256:") and len(logged) == len("sha256:") + 16
+    assert cid not in logged or cid == ""
+
+
 def test_objects_in_allowed_keys_are_reduced_to_their_type_name(captured):
     class Patient:
         def __repr__(self) -> str:

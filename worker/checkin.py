@@ -215,6 +215,9 @@ class FieldError:
         return {"loc": self.loc, "msg": self.msg}
 
 
+UNKNOWN_FIELD = "Unknown field (the check-in format forbids fields it does not define)"
+
+
 class IntakeError(ValueError):
     """A check-in that does not match the wire format, with every field error (not just the first)."""
 
@@ -230,7 +233,7 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "Unknown field (the check-in format forbids fields it does not define)"
+            msg = UNKNOWN_FIELD
         elif err["type"] == "missing":
             msg = "Required field is missing"
         out.append(FieldError(loc, msg))

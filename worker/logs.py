@@ -9,6 +9,9 @@ The guard (``phi_guard``) runs last before rendering, on every record:
   ``redacted_keys`` (values never appear);
 * string values (the ``event`` message included) are scrubbed of e-mail addresses, phone numbers
   and URL credentials;
+* a ``checkin_id`` is the producer's free choice (the wire format allows any text): one that is
+  not a plain token (letters, digits, ``. _ : -``, as a ``patient_id`` must be) is logged as
+  ``sha256:<first 16 hex digits>`` of the id, so a name typed into it never reaches a log line;
 * values of unexpected types (models, arbitrary objects) are replaced by ``<TypeName>``; inside
   nested dicts, values under keys outside the allowlist become ``[redacted]``;
 * exceptions are rendered as ``error_type``, ``error_frames`` (file:line function, no source
@@ -31,6 +34,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import enum
+import hashlib
 import logging
 import logging.config
 import re
@@ -167,10 +171,22 @@ def render_exception(_logger: Any, _name: str, event_dict: dict[str, Any]) -> di
     return event_dict
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def log_checkin_id(value: Any) -> Any:
+    """A check-in id as it may be logged: as it is when it is a plain token, else a hash."""
+    if not isinstance(value, str) or _PLAIN_ID.fullmatch(value):
+        return _safe_value(value)
+    return "sha256:" + hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 def phi_guard(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Keep allowlisted keys only (listing dropped key names) and scrub every value."""
     dropped = sorted(k for k in event_dict if k not in ALLOWED_KEYS)
     out = {k: _safe_value(v) for k, v in event_dict.items() if k in ALLOWED_KEYS}
+    if "checkin_id" in out:
+        out["checkin_id"] = log_checkin_id(event_dict["checkin_id"])
     if dropped:
         out["redacted_keys"] = [scrub(str(k)) for k in dropped]
     return out

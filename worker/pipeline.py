@@ -56,7 +56,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import metrics
-from worker.checkin import CheckIn, FieldError, IntakeError, parse_checkin
+from worker.checkin import UNKNOWN_FIELD, CheckIn, FieldError, IntakeError, parse_checkin
 from worker.evaluation import Evaluation, Transition, compare, evaluate
 from worker.intake import Consumer, Entry
 from worker.logs import get_logger
@@ -279,7 +279,7 @@ class _Batch:
         repo.audit(self.session, at=self.now, actor=ACTOR, action="checkin.rejected", subject=refusal.checkin_id,
                    stream_id=entry.stream_id, reason=refusal.reason, locs=[e.loc for e in refusal.errors])
         log.warning("checkin_rejected", stream_id=entry.stream_id, checkin_id=refusal.checkin_id,
-                    reason=refusal.reason, error_locs=[e.loc for e in refusal.errors])
+                    reason=refusal.reason, error_locs=[_logged_loc(e) for e in refusal.errors])
 
     def effective(self, checkin: CheckIn) -> dt.datetime:
         return min(checkin.recorded_at, self.now)
@@ -526,6 +526,11 @@ def _evaluation_row(ev: Evaluation, checkin_row_id: int, effective_at: dt.dateti
 def _transition_fields(ev: Evaluation, transition: Transition) -> dict:
     return dict(checkin_id=ev.checkin_id, patient_id=ev.patient_id, transition=list(transition.kinds),
                 urgency=ev.urgency.value, crs_grade=ev.crs_grade, icans_grade=ev.icans_grade, red_flags=list(ev.red_flags))
+
+
+def _logged_loc(error: FieldError) -> str:
+    """An error's location for a log line: an unknown field's name is the producer's text, not ours."""
+    return "(unknown field)" if error.msg == UNKNOWN_FIELD else error.loc
 
 
 def _clean(text: str) -> str:

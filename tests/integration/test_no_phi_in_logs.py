@@ -29,6 +29,8 @@ def test_notes_and_payloads_never_logged(r, sessions, make_settings):
             hypotensive("phi-1", note=f"dup {MARKER}"),  # the id reused for other content: rejected
             json.dumps({**febrile("phi-2"), "note": MARKER, "vitals": {"temperature_c": 99}}),  # rejected
             f"not json {MARKER}",
+            json.dumps({**febrile(f"id {MARKER}"), f"key_{MARKER}": 1}),  # free text in the id and a key name: rejected
+            febrile(f"called {MARKER}", "P-009"),  # a valid check-in whose id holds free text
             json.dumps(febrile("phi-3", minutes=-60, note=MARKER)),  # out of order after phi-1
         ], group=settings.group)
         drain(r=r, sessions=sessions, settings=settings, consumer=Consumer(r, settings.stream_name, settings.group, "p"))
@@ -38,6 +40,7 @@ def test_notes_and_payloads_never_logged(r, sessions, make_settings):
     text = out.getvalue()
     assert "checkin_rejected" in text and "checkin_duplicate" in text  # the events were logged ...
     assert MARKER not in text and "called" not in text  # ... without the free text
+    assert '"checkin_id": "sha256:' in text and "(unknown field)" in text  # hashed, named generically
 
 
 def _drain_logged(r, sessions, settings, level: str, payloads) -> list[dict]:
