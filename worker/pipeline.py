@@ -295,8 +295,8 @@ class _Batch:
         Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
         SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
         the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
-        evaluated = sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
-                                                     _sid_key(e.entry.stream_id)))
+        evaluated = _repeats_last(sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
+                                                                   _sid_key(e.entry.stream_id))))
         pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
         latest = repo.latest_states(self.session, pids)
@@ -526,6 +526,21 @@ def _evaluation_row(ev: Evaluation, checkin_row_id: int, effective_at: dt.dateti
 def _transition_fields(ev: Evaluation, transition: Transition) -> dict:
     return dict(checkin_id=ev.checkin_id, patient_id=ev.patient_id, transition=list(transition.kinds),
                 urgency=ev.urgency.value, crs_grade=ev.crs_grade, icans_grade=ev.icans_grade, red_flags=list(ev.red_flags))
+
+
+def _repeats_last(evaluated: list[Evaluated]) -> list[Evaluated]:
+    """The batch with every later stream entry of a ``checkin_id`` moved to the end: the entry that
+    arrived first is the check-in, whatever the patient or time of the others (they are
+    duplicates of it, or conflicts), on both the fast and the per-entry path."""
+    first: dict[str, Evaluated] = {}
+    for e in evaluated:
+        held = first.setdefault(e.accepted.checkin.checkin_id, e)
+        if held is not e and _sid_key(e.entry.stream_id) < _sid_key(held.entry.stream_id):
+            first[e.accepted.checkin.checkin_id] = e
+    if len(first) == len(evaluated):  # the usual batch: no id twice
+        return evaluated
+    return ([e for e in evaluated if first[e.accepted.checkin.checkin_id] is e]
+            + [e for e in evaluated if first[e.accepted.checkin.checkin_id] is not e])
 
 
 def _logged_loc(error: FieldError) -> str:

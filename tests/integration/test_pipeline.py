@@ -118,11 +118,11 @@ def test_a_reused_checkin_id_with_other_content_is_rejected_not_passed_off_as_a_
                                                                                          same_batch):
     """Another patient's emergency under a stored checkin_id is a producer fault: it is kept with
     its errors (the urgency it would have had included) and counted as rejected, not as a resend."""
-    emergency = hypotensive("dup-1", "P-other")
+    emergency = hypotensive("dup-1", "P-other")  # sorts before P-zzz: the entry that came first still wins
     if same_batch:
-        submit(r, settings.stream_name, [febrile("dup-1", "P-000"), emergency])
+        submit(r, settings.stream_name, [febrile("dup-1", "P-zzz"), emergency])
     else:
-        submit(r, settings.stream_name, [febrile("dup-1", "P-000")])
+        submit(r, settings.stream_name, [febrile("dup-1", "P-zzz")])
         run(r, sessions, settings, consumer)
         submit(r, settings.stream_name, [emergency])
     run(r, sessions, settings, consumer)
@@ -134,6 +134,8 @@ def test_a_reused_checkin_id_with_other_content_is_rejected_not_passed_off_as_a_
     assert "another patient's check-in" in rej.errors[0]["msg"] and "NOT evaluated" in rej.errors[0]["msg"]
     assert "would be " in rej.errors[0]["msg"]
     assert b'"P-other"' in bytes(rej.raw_payload)
+    with sessions() as s:
+        assert s.scalar(select(CheckinRow.patient_id)) == "P-zzz"
     assert (c["checkins"], c["rejected"], c["duplicates"]) == (1, 1, 0)
     assert backlog(r, settings.stream_name, settings.group)["pending"] == 0
 
