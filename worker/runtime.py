@@ -5,8 +5,10 @@ Rules:
   fork (database connections and HTTP sessions must not cross a fork).
 - The rules must be valid when the process starts; a later bad file keeps the last good rules and
   opens an admin alert (``system`` condition, routed like any alert, so it reaches a human).
-- Channels are built from the channels file; a missing channel the rules name is reported by
-  `crs-alert rules check` and, at delivery, dead-letters to the failsafe (never silently dropped).
+- Channels are built from the channels file (worker.channels.config_file); a missing channel the
+  rules name, or a bad address, refuses start-up (commands._common.check_rules) and is reported by
+  `crs-alert rules check`; a channel that still cannot be used at delivery dead-letters to the
+  failsafe (never silently dropped).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ and the contacts are checked together, as at worker start-up.
 
 Exit status:
   0  done; every notification of this run was sent, or is waiting for a retry
-  1  done, but at least one notification of this run failed permanently (dead-lettered; its
-     failsafe was paged): see `crs-alert alerts list`
+  1  done, but at least one notification of this run failed permanently (dead-lettered; the
+     failsafe is paged on another channel when one is left): see `crs-alert alerts list`
   2  configuration or usage error (settings, rules, channels file, contacts); nothing was read
   3  the database did not answer (nothing was read or acknowledged then)
 """
