@@ -5,8 +5,10 @@ Rules:
   fork (database connections and HTTP sessions must not cross a fork).
 - The rules must be valid when the process starts; a later bad file keeps the last good rules and
   opens an admin alert (``system`` condition, routed like any alert, so it reaches a human).
-- Channels are built from the channels file; a missing channel the rules name is reported by
-  `crs-alert rules check` and, at delivery, dead-letters to the failsafe (never silently dropped).
+- Channels are built from the channels file (worker.channels.config_file); a missing channel the
+  rules name, or a bad address, refuses start-up (commands._common.check_rules) and is reported by
+  `crs-alert rules check`; a channel that still cannot be used at delivery dead-letters to the
+  failsafe (never silently dropped).
 """
 
 from __future__ import annotations
@@ -26,38 +28,24 @@ from worker.rules_holder import RulesHolder
 from worker.settings import Settings
 
 
-def load_channels_file(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
-    """(channel specs, rate limits) from the channels YAML; ``rate_per_minute`` is ours, not the channel's."""
-    from ruamel.yaml import YAML
-
-    with open(path, encoding="utf-8") as fh:
-        data = YAML(typ="safe", pure=True).load(fh) or {}
-    specs = dict((data.get("channels") or {}) if isinstance(data, dict) else {})
-    limits: dict[str, int] = {}
-    for name, spec in list(specs.items()):
-        spec = dict(spec or {})
-        if "rate_per_minute" in spec:
-            limits[name] = int(spec.pop("rate_per_minute"))
-        specs[name] = spec
-    return specs, limits
-
-
 def build_channels_from_file(path: str | None) -> tuple[dict[str, Any], list[str], dict[str, int]]:
-    """(usable channels, problems, rate limits). Each channel is built on its own: one with a
-    missing secret does not take the others down; its problem is listed (no secret values)."""
+    """(usable channels, problems, rate limits) from the channels file (worker.channels.config_file).
+    Each channel is built on its own: one that is invalid or has a missing secret does not take the
+    others down; its problem is listed (no secret values)."""
+    from worker.channels.config_file import read_channels_file
     from worker.channels.registry import ChannelConfigError, build_channels
 
-    if not path or not os.path.exists(path):
-        return {}, [f"channels file {path!r} not found (CRS_CHANNELS_PATH): nothing can be delivered"], {}
-    specs, limits = load_channels_file(path)
+    if not path:
+        return {}, ["no channels file (CRS_CHANNELS_PATH): nothing can be delivered"], {}
+    loaded = read_channels_file(path)
     channels: dict[str, Any] = {}
-    errors: list[str] = []
-    for name, spec in specs.items():
+    errors = list(loaded.errors)
+    for name in loaded.valid:
         try:
-            channels.update(build_channels({name: spec}))
+            channels.update(build_channels({name: loaded.specs[name]}))
         except ChannelConfigError as exc:
             errors.extend(exc.errors)
-    return channels, errors, limits
+    return channels, errors, loaded.rate_limits
 
 
 @dataclass

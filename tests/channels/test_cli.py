@@ -108,3 +108,69 @@ def test_test_content_renders_for_every_style():
     content = sample_content()
     assert render(content, "email", True, None).subject.startswith("[TEST] [ROUTINE]")
     assert "Infection cannot be excluded by this assessment" in render(content, "email", True, None).text
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "config" / "channels.yaml"
+
+
+def test_list_accepts_the_shipped_config_with_its_rate_limits(monkeypatch, capsys):
+    monkeypatch.delenv("CRS_CHANNELS_PATH", raising=False)
+    assert main(["channels", "list", "--config", str(SHIPPED)]) == 0
+    out = capsys.readouterr().out
+    assert "  sms (twilio_sms)" in out and "rate_per_minute" not in out
+
+
+def test_list_and_test_default_to_crs_channels_path(tmp_path, env, http_server, monkeypatch, capsys):
+    config = write_config(tmp_path, http_server.url_for("").rstrip("/"))
+    monkeypatch.setenv("CRS_CHANNELS_PATH", config)
+    assert main(["channels", "list"]) == 0
+    assert f"channels ({config}):" in capsys.readouterr().out
+    http_server.expect_oneshot_request(f"/2010-04-01/Accounts/{SID}/Messages.json").respond_with_json({"sid": "SM1"}, status=201)
+    assert main(["channels", "test", "oncall-sms", "--to", "+15551230000"]) == 0
+    assert "provider_id=SM1" in capsys.readouterr().out
+
+
+def test_without_any_channels_file_list_shows_the_kinds_and_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CRS_CHANNELS_PATH", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["channels", "list"]) == 0
+    out, err = capsys.readouterr()
+    assert "twilio_sms" in out and "channels (" not in out and "config/channels.yaml does not exist" in err
+    assert main(["channels", "test", "sms"]) == 2
+    assert "channels file config/channels.yaml: not found" in capsys.readouterr().err
+
+
+def test_a_named_channels_file_that_is_missing_is_an_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CRS_CHANNELS_PATH", str(tmp_path / "absent.yaml"))
+    assert main(["channels", "list"]) == 2
+    assert f"channels file {tmp_path / 'absent.yaml'}: not found" in capsys.readouterr().err
+
+
+def test_a_secret_pasted_into_an_env_field_is_never_printed(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "channels.yaml"
+    path.write_text(f'channels:\n  mail: {{kind: email, host: h, from_address: a@b.example, username: u, password_env: "Hunter2-{CANARY}!"}}\n'
+                    f'  sms: {{kind: twilio_sms, account_sid: {SID}, auth_token_env: "9f8e7d6c5b{CANARY}", from_number: "+15005550006"}}\n')  # fmt: skip
+    for argv in (["channels", "list", "--config", str(path)], ["channels", "test", "mail", "--config", str(path)]):
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert "password_env: Value error, must name an environment variable" in err
+        assert "auth_token_env: Value error, must name an environment variable" in err
+        assert CANARY not in out + err
+
+
+def test_list_masks_query_string_values_of_urls(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CRS_CHANNELS_PATH", raising=False)
+    path = tmp_path / "channels.yaml"
+    path.write_text(f"channels:\n  gw: {{kind: http_sms, url: 'https://gw.example/send?api_key={CANARY}&from=crs&flag'}}\n")
+    assert main(["channels", "list", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "url: https://gw.example/send?api_key=***&from=***&***" in out and CANARY not in out
+
+
+def test_test_checks_to_with_the_kinds_address_rule(tmp_path, env, capsys):
+    config = write_config(tmp_path, "http://127.0.0.1:9")
+    assert main(["channels", "test", "oncall-sms", "--config", config, "--to", "07700 900101"]) == 2
+    err = capsys.readouterr().err
+    assert "--to: recipient is not an E.164 phone number" in err and "07700" not in err
+    assert main(["channels", "test", "hook", "--config", config, "--to", "+15551230000"]) == 2
+    assert "--to: this channel has a fixed target; remove `to` (channel 'hook')" in capsys.readouterr().err

@@ -74,10 +74,12 @@ def test_submit_drain_status_round_trip(cli):
     piped = cli("submit", "-", input=json.dumps(febrile("stdin-1", "DEMO-F06", minutes=120)).encode() + b"\n\n")
     assert json.loads(piped.stdout)["submitted"] == 1  # blank lines are skipped
 
-    drained = cli("drain")
-    assert drained.returncode == 0, drained.stderr
+    drained = cli("drain")  # no channel secret is set here: every page of the run dead-letters
+    assert drained.returncode == 1, drained.stderr
     report = json.loads(drained.stdout)
     assert (report["evaluated"], report["rejected"], report["duplicates"], report["acked"]) == (10, 1, 1, 12)
+    assert report["notifications_failed"] > 0 and report["notifications_sent"] == 0
+    assert f"{report['notifications_failed']} notification(s) of this run failed permanently (dead-lettered)".encode() in drained.stderr
 
     status = json.loads(cli("status", "--json").stdout)
     c = status["counts"]

@@ -93,3 +93,11 @@ def test_cli_reports_and_exits(db_url, engine, channels_file, monkeypatch, capsy
     monkeypatch.setenv("CRS_CHANNELS_PATH", str(channels_file.parent / "absent.yaml"))
     assert run_health("--component", "delivery", "--window", "60") == 1
     assert "unhealthy: delivery impaired: channels file" in capsys.readouterr().err
+
+
+def test_an_invalid_entry_is_named_not_a_crash(db_url, engine, channels_file):
+    channels_file.write_text(channels_file.read_text() + "    rate_per_minute: sixty\n  broken: oops\n")
+    ok, message = check_delivery(db_url, str(channels_file), now=T0)
+    assert not ok and "unreadable" not in message
+    assert message == (f"delivery impaired: channels file {channels_file}: channel 'hook': rate_per_minute: must be a "
+                       "positive integer (sends per minute) (and 1 more)")  # fmt: skip

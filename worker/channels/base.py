@@ -17,7 +17,12 @@ Rules (the dispatcher relies on them):
 - Error messages name the provider's status/error code and never contain secrets, addresses or
   message bodies, so they may be stored and logged.
 - Secrets never sit in a config file: a config names an environment variable (``*_env``) or a file
-  (``*_file``); the value is read when the channel is built and kept as ``SecretStr``.
+  (``*_file``); the value is read when the channel is built and kept as ``SecretStr``. Every
+  ``*_env`` field must be a variable name (a pasted secret is refused without being echoed), and a
+  URL field must not carry credentials (``https://user:pw@host``): they go in the secret fields.
+- Each kind states what a contact's ``to`` must be (``Channel.address_problem``): an E.164 number
+  for SMS, an e-mail address for e-mail, empty for a fixed target (webhook, PagerDuty, chat). The
+  rules check and ``send`` use that one rule.
 
 This module does no I/O at import time and imports no HTTP or SMTP library, so config models can be
 validated (rules loader, ``crs-alert channels list``) without them.
@@ -36,7 +41,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, SecretStr, model_validator
+from pydantic import AnyUrl, BaseModel, ConfigDict, Field, FilePath, SecretStr, ValidationInfo, field_validator, model_validator
 
 from worker.logs import scrub
 
@@ -51,6 +56,7 @@ __all__ = [
     "classify_http",
     "parse_retry_after",
     "resolve_secret",
+    "e164_problem",
 ]
 
 
@@ -130,6 +136,17 @@ class ChannelConfig(BaseModel):
     secret_fields: ClassVar[tuple[str, ...]] = ()
     required_secrets: ClassVar[tuple[str, ...]] = ()
 
+    @field_validator("*")
+    @classmethod
+    def _no_inline_secrets(cls, value: Any, info: ValidationInfo) -> Any:
+        """``*_env`` names a variable; URLs carry no credentials. Messages never echo the value."""
+        if info.field_name and info.field_name.endswith("_env") and value is not None:
+            if not isinstance(value, str) or not ENV_NAME.match(value):
+                raise ValueError(ENV_NAME_RULE)
+        if isinstance(value, AnyUrl) and (value.username or value.password):
+            raise ValueError(URL_CREDENTIALS_RULE)
+        return value
+
     @model_validator(mode="after")
     def _one_source_per_secret(self) -> "ChannelConfig":
         for name in self.secret_fields:
@@ -144,7 +161,22 @@ class ChannelConfig(BaseModel):
         return self
 
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+FIXED_TARGET_RULE = "this channel has a fixed target; remove `to`"
+ENV_NAME_RULE = "must name an environment variable (letters, digits, _), not hold the secret itself"
+URL_CREDENTIALS_RULE = (
+    "must not carry credentials (user:password@host); give them through the channel's *_env or *_file secret fields"
+)
+
+
+def e164_problem(to: str) -> str | None:
+    """The SMS address rule: E.164, ``+`` and the country code, digits only."""
+    if not to:
+        return "an SMS contact needs `to`: a phone number in E.164 form (+ and country code, e.g. +447700900123)"
+    if not E164.match(to):
+        return "recipient is not an E.164 phone number (+ and country code, digits only, no spaces)"
+    return None
 
 
 def resolve_secret(config: ChannelConfig, name: str, *, environ: Mapping[str, str] | None = None) -> SecretStr | None:
@@ -156,8 +188,8 @@ def resolve_secret(config: ChannelConfig, name: str, *, environ: Mapping[str, st
     env_name: str | None = getattr(config, f"{name}_env")
     path: str | None = getattr(config, f"{name}_file")
     if env_name:
-        if not _ENV_NAME.match(env_name):
-            raise ConfigurationError(f"{name}_env: {env_name!r} is not a valid environment variable name")
+        if not ENV_NAME.match(env_name):
+            raise ConfigurationError(f"{name}_env: {ENV_NAME_RULE}")
         value = (os.environ if environ is None else environ).get(env_name)
         if not value:
             raise ConfigurationError(f"{name}_env: environment variable {env_name} is not set or empty")
@@ -191,6 +223,21 @@ class Channel(ABC):
     def __init__(self, name: str, config: ChannelConfig) -> None:
         self.name = name
         self.config = config
+
+    @classmethod
+    def address_problem(cls, to: str) -> str | None:
+        """Why ``to`` cannot be a contact's address on this kind (never quoting it), or None.
+
+        The default is a fixed target (the config says where messages go): ``to`` must be empty.
+        Kinds that take an address override it; ``send`` of those kinds checks with it too.
+        """
+        return FIXED_TARGET_RULE if to else None
+
+    def check_address(self, to: str) -> None:
+        """``DeliveryError`` (PERMANENT: no retry can fix an address) when ``address_problem`` finds one."""
+        problem = self.address_problem(to)
+        if problem:
+            raise DeliveryError(f"{self.kind}: {problem}", Outcome.PERMANENT)
 
     @abstractmethod
     def send(self, message: OutboundMessage) -> Receipt:

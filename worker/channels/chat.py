@@ -11,6 +11,7 @@ it comes from an environment variable or a file like any secret and never appear
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -39,9 +40,11 @@ class _ChatChannel(Channel):
         super().__init__(name, config)
         url = resolve_secret(config, "url")
         assert url is not None  # required_secrets
+        where = f"url_env {config.url_env}" if config.url_env else f"url_file {config.url_file}"
         if not url.get_secret_value().startswith(("https://", "http://")):
-            where = f"url_env {config.url_env}" if config.url_env else f"url_file {config.url_file}"
             raise ConfigurationError(f"{where}: not an http(s) URL")
+        if "@" in urlsplit(url.get_secret_value()).netloc:
+            raise ConfigurationError(f"{where}: the URL must not carry credentials (user:password@host)")
         self._url: SecretStr = url
         from worker.channels.http import HttpClient  # requests only once a channel is built
 

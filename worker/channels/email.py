@@ -63,6 +63,12 @@ class EmailChannel(Channel):
     kind = "email"
     Config = EmailConfig
 
+    @classmethod
+    def address_problem(cls, to: str) -> str | None:
+        if not to:
+            return "an e-mail contact needs `to`: an address like nurse@hospital.example"
+        return None if _ADDRESS.match(to) else "recipient is not an e-mail address (like nurse@hospital.example)"
+
     def __init__(self, name: str, config: EmailConfig) -> None:
         super().__init__(name, config)
         self.config: EmailConfig = config
@@ -87,8 +93,7 @@ class EmailChannel(Channel):
         return msg
 
     def send(self, message: OutboundMessage) -> Receipt:
-        if not _ADDRESS.match(message.to or ""):
-            raise DeliveryError("email: recipient is not an e-mail address", Outcome.PERMANENT)
+        self.check_address(message.to)
         try:
             msg = self.build(message)
         except (ValueError, TypeError) as exc:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,16 +26,14 @@ from pydantic import Field, HttpUrl, SecretStr, field_validator
 
 from worker.channels.base import (
     Channel,
-    DeliveryError,
     HttpConfig,
     OutboundMessage,
-    Outcome,
     Receipt,
+    e164_problem,
     resolve_secret,
 )
 from worker.messages import sms_max_length
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _FIELD = r"^[A-Za-z_][A-Za-z0-9_.-]*$"
 
 
@@ -75,6 +72,10 @@ class HttpSmsChannel(Channel):
     Config = HttpSmsConfig
     secure = False
 
+    @classmethod
+    def address_problem(cls, to: str) -> str | None:
+        return e164_problem(to)
+
     def __init__(self, name: str, config: HttpSmsConfig) -> None:
         super().__init__(name, config)
         self.config: HttpSmsConfig = config
@@ -85,8 +86,7 @@ class HttpSmsChannel(Channel):
         self.http = HttpClient("sms gateway", config)
 
     def send(self, message: OutboundMessage) -> Receipt:
-        if not E164.match(message.to or ""):
-            raise DeliveryError("sms gateway: recipient is not an E.164 phone number", Outcome.PERMANENT)
+        self.check_address(message.to)
         cfg = self.config
         body: dict[str, Any] = dict(cfg.extra_fields)
         body[cfg.to_field] = message.to

@@ -11,23 +11,22 @@ number, region not enabled) are PERMANENT; 20429/14107 (rate limits) are RETRYAB
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import Field, HttpUrl, SecretStr, model_validator
 
 from worker.channels.base import (
+    E164,
     Channel,
-    DeliveryError,
     HttpConfig,
     OutboundMessage,
     Outcome,
     Receipt,
+    e164_problem,
     resolve_secret,
 )
 from worker.messages import sms_max_length
 
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 PERMANENT_CODES = frozenset({21211, 21214, 21217, 21401, 21407, 21408, 21421, 21610, 21612, 21614})
 RETRYABLE_CODES = frozenset({20429, 14107})
 
@@ -66,6 +65,10 @@ class TwilioChannel(Channel):
     Config = TwilioConfig
     secure = False
 
+    @classmethod
+    def address_problem(cls, to: str) -> str | None:
+        return e164_problem(to)
+
     def __init__(self, name: str, config: TwilioConfig) -> None:
         super().__init__(name, config)
         self.config: TwilioConfig = config
@@ -80,8 +83,7 @@ class TwilioChannel(Channel):
         self.http = HttpClient("twilio", config)
 
     def send(self, message: OutboundMessage) -> Receipt:
-        if not E164.match(message.to or ""):
-            raise DeliveryError("twilio: recipient is not an E.164 phone number", Outcome.PERMANENT)
+        self.check_address(message.to)
         form = {"To": message.to, "Body": message.text}
         if self.config.from_number:
             form["From"] = self.config.from_number

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from worker.channels.config_file import ChannelsFile
+
     from worker.settings import Settings
 
     from worker.redis_bootstrap import RedisHandle
@@ -98,19 +100,53 @@ def alerting_runtime(s: Settings, sessions):  # type: ignore[no-untyped-def]
 
 
 def check_rules(s: Settings) -> None:
-    """CommandError (with every file:line) unless the rules file is valid."""
+    """CommandError (with every file:line) unless the rules file, the channels file and the
+    templates can be used together; a process that cannot route a page must not start.
+
+    * The channels file (CRS_CHANNELS_PATH) must exist and be valid (worker.channels.config_file).
+    * Every contact of the rules must use a configured channel with an address its kind accepts.
+    * A missing secret (variable not set, file unreadable) is operational, not a config error: the
+      process starts, and each is logged as ``channel_unusable`` now, not only at the first page.
+    """
+    from worker.channels.config_file import address_checks
     from worker.rules.loader import RulesError, load_rules_text
 
+    channels = check_channels_file(s)
     try:
         with open(s.rules_path, encoding="utf-8") as fh:
-            load_rules_text(fh.read(), s.rules_path)
+            load_rules_text(fh.read(), s.rules_path, address_checks(channels))
     except RulesError as exc:
-        raise CommandError(f"the rules file is not valid; fix it first (crs-alert rules check):\n{exc}") from None
+        raise CommandError(f"the rules file is not valid with the channels file {s.channels_path} (CRS_CHANNELS_PATH); "
+                           f"fix it first (crs-alert rules check):\n{exc}") from None
     except OSError as exc:
         raise CommandError(f"cannot read the rules file {s.rules_path} (CRS_RULES_PATH): {exc.strerror or exc}") from None
     problems = template_problems(s.templates_dir)
     if problems:
         raise CommandError("the message templates are not valid (CRS_TEMPLATES_DIR):\n" + "\n".join(problems))
+    log_unusable_channels(s)
+
+
+def check_channels_file(s: Settings) -> ChannelsFile:
+    """The channels file of CRS_CHANNELS_PATH, or CommandError listing every problem of it."""
+    from worker.channels.config_file import ChannelsFileError, load_channels_file
+
+    try:
+        return load_channels_file(s.channels_path)
+    except ChannelsFileError as exc:
+        raise CommandError(f"{exc}\nfix CRS_CHANNELS_PATH={s.channels_path} (crs-alert rules check --channels "
+                           f"{s.channels_path}); refusing to start") from None
+
+
+def log_unusable_channels(s: Settings) -> None:
+    """Build every channel once (then close it) and log ``channel_unusable`` for each that cannot be."""
+    from worker.logs import get_logger
+    from worker.runtime import build_channels_from_file
+
+    channels, problems, _ = build_channels_from_file(s.channels_path)
+    for channel in channels.values():
+        channel.close()
+    for problem in problems:
+        get_logger(__name__).error("channel_unusable", reason=problem)
 
 
 def template_problems(directory: str | None) -> list[str]:

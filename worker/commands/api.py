@@ -6,7 +6,7 @@ import argparse
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from worker.commands._common import CommandError, configure_logging, fail, settings, store
+from worker.commands._common import CommandError, check_channels_file, configure_logging, fail, settings, store
 
 if TYPE_CHECKING:
     from worker.channels.sms_gateway import StatusCallback
@@ -52,23 +52,25 @@ def gateway_status_callbacks(path: str | None) -> dict[str, StatusCallback | str
     import os
 
     from worker.channels.base import ConfigurationError
-    from worker.channels.registry import ChannelConfigError, validate_channel_specs
+    from worker.channels.config_file import read_channels_file
     from worker.channels.sms_gateway import HttpSmsChannel, HttpSmsConfig, status_callback
     from worker.logs import get_logger
-    from worker.runtime import load_channels_file
 
     if not path or not os.path.exists(path):
         return {}
+    loaded = read_channels_file(path)
     out: dict[str, StatusCallback | str] = {}
-    for name, spec in load_channels_file(path)[0].items():
-        if not isinstance(spec, dict) or spec.get("kind") != HttpSmsChannel.kind:
+    for name, spec in loaded.specs.items():
+        if spec.get("kind") != HttpSmsChannel.kind:
             continue
         try:
-            [(_, config)] = validate_channel_specs({name: spec}).values()
+            if name not in loaded.valid:
+                raise ConfigurationError("; ".join(loaded.problems.get(name, ["invalid"])))
+            config = loaded.valid[name][1]
             assert isinstance(config, HttpSmsConfig)
             found: StatusCallback | str | None = status_callback(name, config)
-        except (ChannelConfigError, ConfigurationError) as exc:
-            problem = "; ".join(exc.errors) if isinstance(exc, ChannelConfigError) else str(exc)
+        except ConfigurationError as exc:
+            problem = str(exc)
             get_logger(__name__).error("status_callback_unusable", channel=name, reason=problem)
             found = problem
         if found is not None:
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         s = settings()
         configure_logging(s)
+        check_channels_file(s)  # the gateway delivery reports are read from it: refuse a broken file at start
         app = build_app(s)
     except CommandError as exc:
         return fail(exc)

@@ -1,13 +1,19 @@
 """`crs-alert channels list|test`: the installed channel kinds and the configured channels.
 
-* ``channels list [--config PATH]``: every kind with its distribution; with ``--config``, every
-  configured channel with its kind and settings. Secrets are never shown (the config only names
-  their variables or files; the listing says whether each variable is set).
-* ``channels test NAME --config PATH [--to ADDRESS]``: builds channel NAME (resolving its secrets),
-  sends a test message (event ``test``, patient reference ``TEST``) and prints the receipt or the
-  classified error.
+* ``channels list [--config PATH]``: every kind with its distribution, then every configured
+  channel with its kind and settings. Secrets are never shown (the config only names their
+  variables or files; the listing says whether each variable is set); query-string values of URLs
+  are masked (``***``), since some providers put tokens there.
+* ``channels test NAME [--config PATH] [--to ADDRESS]``: builds channel NAME (resolving its
+  secrets), sends a test message (event ``test``, patient reference ``TEST``) and prints the receipt
+  or the classified error. ``--to``: the recipient, as a contact's ``to`` in the rules (E.164 for
+  SMS, an e-mail address for e-mail); omit it for fixed-target channels (webhook, PagerDuty, chat).
 
-Config format (YAML, read with ruamel.yaml's safe loader; duplicate keys are errors)::
+``--config`` defaults to $CRS_CHANNELS_PATH, else config/channels.yaml (``list`` shows only the
+kinds when neither is given and that file does not exist).
+
+Config format (YAML, read with ruamel.yaml's safe loader; duplicate keys are errors; see
+worker/channels/config_file.py)::
 
     channels:
       oncall-sms: {kind: twilio_sms, account_sid: AC..., auth_token_env: TWILIO_AUTH_TOKEN, ...}
@@ -23,6 +29,7 @@ import os
 import sys
 import uuid
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from worker.commands._common import CommandError, fail
 
@@ -35,34 +42,44 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     csub = p.add_subparsers(dest="channels_command", metavar="SUBCOMMAND", required=True)
+    config_help = f"channels config file (YAML; default: $CRS_CHANNELS_PATH or {DEFAULT_CONFIG})"
     lp = csub.add_parser("list", help="installed kinds and configured channels (secrets masked)")
-    lp.add_argument("--config", metavar="PATH", help="channels config file (YAML)")
+    lp.add_argument("--config", metavar="PATH", help=config_help)
     lp.set_defaults(func=run_list)
     tp = csub.add_parser("test", help="send a test message through one configured channel")
     tp.add_argument("name", metavar="NAME", help="channel name in the config file")
-    tp.add_argument("--config", metavar="PATH", required=True, help="channels config file (YAML)")
-    tp.add_argument("--to", metavar="ADDRESS", default="", help="recipient (e-mail or E.164); empty for webhooks")
+    tp.add_argument("--config", metavar="PATH", help=config_help)
+    tp.add_argument("--to", metavar="ADDRESS", default="",
+                    help="recipient: E.164 for SMS, an e-mail address for e-mail; omit for webhook, PagerDuty, chat")
     tp.set_defaults(func=run_test)
 
 
-def load_config(path: str) -> dict[str, dict[str, Any]]:
-    """``channels`` mapping of a YAML file; CommandError naming the file and the problem."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
+DEFAULT_CONFIG = "config/channels.yaml"
+
+
+def config_path(given: str | None) -> tuple[str, bool]:
+    """(the channels file to use, whether it was named: --config or $CRS_CHANNELS_PATH)."""
+    named = given or os.environ.get("CRS_CHANNELS_PATH")
+    return (named, True) if named else (DEFAULT_CONFIG, False)
+
+
+def load_config(path: str):  # type: ignore[no-untyped-def]
+    """The channels file (worker.channels.config_file); CommandError listing every problem."""
+    from worker.channels.config_file import ChannelsFileError, load_channels_file
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = YAML(typ="safe", pure=True).load(fh)
-    except OSError as exc:
-        raise CommandError(f"cannot read {path}: {exc.strerror or type(exc).__name__}") from None
-    except YAMLError as exc:
-        raise CommandError(f"{path}: invalid YAML: {' '.join(str(exc).split())[:300]}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("channels"), dict):
-        raise CommandError(f"{path}: expected a mapping with a 'channels' mapping of NAME: {{kind: ...}}")
-    unknown = sorted(set(data) - {"channels"})
-    if unknown:
-        raise CommandError(f"{path}: unknown top-level keys {unknown} (only 'channels')")
-    return data["channels"]
+        return load_channels_file(path)
+    except ChannelsFileError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def mask_url(value: str) -> str:
+    """``value`` with every query-string value replaced by ``***`` (providers put tokens there)."""
+    parts = urlsplit(value)
+    if not parts.query:
+        return value
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" if "=" in pair else "***" for pair in parts.query.split("&"))
+    return urlunsplit(parts._replace(query=query))
 
 
 def _describe(config: Any) -> list[str]:
@@ -77,13 +94,15 @@ def _describe(config: Any) -> list[str]:
         elif key.endswith("_file"):
             state = "readable" if os.access(str(value), os.R_OK) else "NOT READABLE"
             lines.append(f"{key}: {value} ({state})")
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            lines.append(f"{key}: {mask_url(value)}")
         else:
             lines.append(f"{key}: {value}")
     return lines
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from worker.channels.registry import ChannelConfigError, RegistryError, describe_channel_kinds, validate_channel_specs
+    from worker.channels.registry import RegistryError, describe_channel_kinds
 
     try:
         infos = describe_channel_kinds()
@@ -94,15 +113,16 @@ def run_list(args: argparse.Namespace) -> int:
         field = info.cls.Config.model_fields.get("secure")
         secure = "secure by default" if (field.default if field else info.cls.secure) else "not secure"
         print(f"  {kind:<12} {info.target}  ({info.distribution}; {secure})")
-    if not args.config:
+    path, named = config_path(args.config)
+    if not named and not os.path.exists(path):
+        print(f"no channels file ({DEFAULT_CONFIG} does not exist; give --config or set CRS_CHANNELS_PATH)",
+              file=sys.stderr)
         return 0
     try:
-        validated = validate_channel_specs(load_config(args.config), {k: i.cls for k, i in infos.items()})
+        validated = load_config(path).valid
     except CommandError as exc:
         return fail(exc)
-    except ChannelConfigError as exc:
-        return fail(CommandError(str(exc)))
-    print(f"channels ({args.config}):")
+    print(f"channels ({path}):")
     for name, (cls, config) in validated.items():
         print(f"  {name} ({cls.kind})")
         for line in _describe(config):
@@ -143,11 +163,15 @@ def run_test(args: argparse.Namespace) -> int:
     from worker.channels.registry import ChannelConfigError, RegistryError, build_channels
     from worker.messages import render
 
+    path, _ = config_path(args.config)
     try:
-        specs = load_config(args.config)
-        if args.name not in specs:
-            raise CommandError(f"no channel {args.name!r} in {args.config} (configured: {', '.join(sorted(specs))})")
-        channel = build_channels({args.name: specs[args.name]})[args.name]
+        loaded = load_config(path)
+        if args.name not in loaded.specs:
+            raise CommandError(f"no channel {args.name!r} in {path} (configured: {', '.join(sorted(loaded.specs))})")
+        problem = loaded.valid[args.name][0].address_problem(args.to)
+        if problem:  # the contact rule of the kind (never quoting the address)
+            raise CommandError(f"--to: {problem} (channel {args.name!r})")
+        channel = build_channels({args.name: loaded.specs[args.name]})[args.name]
     except CommandError as exc:
         return fail(exc)
     except (ChannelConfigError, RegistryError) as exc:

@@ -1,7 +1,9 @@
 """`crs-alert rules check [PATH]` and `crs-alert rules test CHECKIN [--rules PATH]`.
 
-- check: validates the whole rules file; exit 0 and a summary, or exit 1 and every error as
-  file:line:column. The file holds no secrets by design, and error messages echo no values.
+- check: validates the whole rules file, and its contacts against the channels file (each contact's
+  channel exists, its ``to`` is an address that channel's kind accepts); exit 0 and a summary, or
+  exit 1 and every error as file:line:column. The file holds no secrets by design, and error
+  messages echo no values (no addresses).
 - test: evaluates each check-in and prints the route taken, the policy, the receivers and their
   contacts, the informational receivers, any inhibition/silence/quiet-hours effect at --at, and the
   full escalation timeline that would follow if nobody acknowledges.
@@ -31,8 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = rsub.add_parser("check", help="validate a rules file (exit 0, or 1 with every error as file:line)")
     c.add_argument("path", nargs="?", default=None, help=f"rules file (default: $CRS_RULES_PATH or {DEFAULT_RULES})")
     c.add_argument("--channels", default=None,
-                   help=f"channels file the contacts must match (default: $CRS_CHANNELS_PATH or {DEFAULT_CHANNELS}; "
-                        "'none' skips the check)")  # fmt: skip
+                   help=f"channels file the contacts (channel and address) must match (default: $CRS_CHANNELS_PATH, "
+                        f"else {DEFAULT_CHANNELS} if it exists, else skipped with a warning; a named file that does not "
+                        "exist is an error; 'none' skips the check)")  # fmt: skip
     c.add_argument("--templates", default=None, help="message templates directory to validate too (default: $CRS_TEMPLATES_DIR)")
     c.set_defaults(func=check)
     t = rsub.add_parser("test", help="evaluate check-ins and print route, receivers and escalation timeline")
@@ -54,29 +57,32 @@ def read_rules(path: str) -> LoadedRules:
         return load_rules_text(fh.read(), path)
 
 
-def channel_names(given: str | None) -> tuple[set[str] | None, list[str], str | None]:
-    """(configured channel names or None, errors in the channels file, its path)."""
-    path = given or os.environ.get("CRS_CHANNELS_PATH") or DEFAULT_CHANNELS
-    if path == "none" or (given is None and not os.path.exists(path)):
-        return None, [], None
-    from worker.channels.registry import ChannelConfigError, validate_channel_specs
-    from worker.runtime import load_channels_file
+def channel_checks(given: str | None) -> tuple[dict | None, list[str], str | None]:
+    """(channel name -> address rule, or None when not checked; errors of the channels file; its path).
 
-    try:
-        specs, _ = load_channels_file(path)
-        validate_channel_specs(specs)
-    except OSError as exc:
-        return set(), [f"{path}: cannot read: {exc.strerror or exc}"], path
-    except ChannelConfigError as exc:
-        return set(specs), [f"{path}: {e}" for e in exc.errors], path
-    except Exception as exc:  # noqa: BLE001 - YAML errors and the like: report, never crash
-        return set(), [f"{path}: {' '.join(str(exc).split())[:300]}"], path
-    return set(specs), [], path
+    --channels, else CRS_CHANNELS_PATH: that file must exist and be valid. Neither given: the default
+    file when it exists; otherwise the check is skipped, with a warning on stderr. 'none' skips it.
+    """
+    from worker.channels.config_file import FILE, address_checks, read_channels_file
+
+    path = given or os.environ.get("CRS_CHANNELS_PATH")
+    if path == "none":
+        return None, [], None
+    if path is None:
+        if not os.path.exists(DEFAULT_CHANNELS):
+            print(f"warning: no channels file (--channels, CRS_CHANNELS_PATH, {DEFAULT_CHANNELS}): "
+                  "contacts were not checked against channels", file=sys.stderr)  # fmt: skip
+            return None, [], None
+        path = DEFAULT_CHANNELS
+    loaded = read_channels_file(path)
+    if FILE in loaded.problems and not loaded.specs:  # unreadable or not a channels file: no names to check
+        return None, loaded.errors, path
+    return address_checks(loaded), loaded.errors, path
 
 
 def check(args: argparse.Namespace) -> int:
     path = rules_path(args.path)
-    channels, channel_errors, channels_path = channel_names(args.channels)
+    channels, channel_errors, channels_path = channel_checks(args.channels)
     try:
         with open(path, encoding="utf-8") as fh:
             loaded = load_rules_text(fh.read(), path, channels)

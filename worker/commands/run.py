@@ -29,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _prepare():  # type: ignore[no-untyped-def]
     s = _common.settings()
-    _common.check_rules(s)  # a worker that cannot route a page must not start
-    _common.configure_logging(s)
+    _common.configure_logging(s)  # first: the start-up check logs channels with a missing secret
+    _common.check_rules(s)  # a worker that cannot route a page (rules, channels file, contacts) must not start
     handle = _common.redis_handle(s)  # exports REDIS_URL before the Celery app is imported
     _common.store(s)
     return s, handle

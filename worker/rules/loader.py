@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from worker.rules.models import Rules, check_references
+from worker.rules.models import AddressCheck, Rules, check_references
 
 
 _DUPLICATE = re.compile(r'found duplicate key "(.*?)" with value')
@@ -54,10 +55,11 @@ class LoadedRules:
     source: str
 
 
-def load_rules_text(text: str, source: str = "rules.yaml", channels: set[str] | None = None) -> LoadedRules:
+def load_rules_text(text: str, source: str = "rules.yaml", channels: Mapping[str, AddressCheck] | None = None) -> LoadedRules:
     """Parse and validate rules; raise RulesError listing every problem with its position.
 
-    ``channels``: the configured channel names, when known; contacts must use them."""
+    ``channels``: configured channel name -> its address rule, when known; contacts must use those
+    channels with addresses their rule accepts (``check_references``)."""
     yaml = YAML(typ="rt")
     yaml.allow_duplicate_keys = False
     try:

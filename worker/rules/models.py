@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
@@ -166,14 +167,16 @@ class Rules(_Strict):
 
 
 Path = tuple[str | int, ...]
+AddressCheck = Callable[[str], str | None]  # a contact's `to` -> why it cannot be used (no address), or None
 
 
-def check_references(doc: Any, channels: set[str] | None = None) -> list[tuple[Path, str]]:
+def check_references(doc: Any, channels: Mapping[str, AddressCheck] | None = None) -> list[tuple[Path, str]]:
     """Cross-reference errors a single field cannot see, each with its path.
 
     Works on the raw document (not the validated model), so these errors are reported together
     with field errors; parts that are malformed are skipped here (the model reports them).
-    ``channels``: the configured channel names; when given, every contact must use one of them.
+    ``channels``: configured channel name -> its kind's address rule; when given, every contact must
+    use one of them, and its ``to`` must pass that channel's rule (the message never quotes ``to``).
     """
     errors: list[tuple[Path, str]] = []
     d = doc if isinstance(doc, dict) else {}
@@ -188,6 +191,8 @@ def check_references(doc: Any, channels: set[str] | None = None) -> list[tuple[P
                 if isinstance(ch, str) and ch not in channels:
                     errors.append((("receivers", rname, "contacts", i, "channel"),
                                    f"channel {ch!r} is not configured; configured: {', '.join(sorted(channels)) or 'none'}"))  # fmt: skip
+                elif isinstance(ch, str) and isinstance(to := contact.get("to", ""), str) and (problem := channels[ch](to)):
+                    errors.append((("receivers", rname, "contacts", i, "to"), f"{problem} (channel {ch!r})"))
 
     def receiver(path: Path, name: Any, used_as: str) -> None:
         if isinstance(name, str) and name not in receivers:
