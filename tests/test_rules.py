@@ -562,3 +562,16 @@ def test_a_silence_names_a_patient_or_unit_and_lasts_at_most_7d(old, new, messag
 )
 def test_silences_at_the_limits_load(old, new):
     load(MINIMAL + SILENCE.replace(old, new))
+
+
+def test_a_policy_frozen_before_the_7d_cap_still_loads_from_its_snapshot():
+    """An open alert's frozen policy must keep escalating after the cap was introduced."""
+    from worker.rules.models import SNAPSHOT, Policy, parse_duration
+
+    old = {"steps": [{"notify": ["a"], "ack_within": "5m"}], "ack_timeout": "30d", "failsafe": "b"}
+    assert Policy.model_validate(old, context=SNAPSHOT).ack_timeout == dt.timedelta(days=30)
+    with pytest.raises(ValueError, match="a duration is at most 7d"):
+        Policy.model_validate(old)
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("99999999999d", None)  # beyond timedelta.max: a ValueError, not an OverflowError
+    assert parse_duration("999999999s", None) == dt.timedelta(seconds=999999999)

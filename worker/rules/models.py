@@ -33,10 +33,11 @@ _DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)
 _UNIT_SECONDS = (86400, 3600, 60, 1)
 MIN_ACK_WITHIN = dt.timedelta(minutes=1)
 MAX_DURATION = dt.timedelta(days=7)  # every rules duration, and a silence window
+SNAPSHOT = {"snapshot": True}  # validation context for a policy frozen on an alert (see _duration)
 
 
-def parse_duration(value: Any) -> dt.timedelta:
-    """A rules duration ("90s", "5m", "1h30m", "2d"): more than zero and at most 7d.
+def parse_duration(value: Any, limit: dt.timedelta | None = MAX_DURATION) -> dt.timedelta:
+    """A rules duration ("90s", "5m", "1h30m", "2d"): more than zero and at most ``limit`` (7d).
 
     Raises only ValueError, and its message never quotes the value: a value pasted in the wrong
     place (a phone number) must not be echoed into logs and terminals.
@@ -44,14 +45,21 @@ def parse_duration(value: Any) -> dt.timedelta:
     m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
     if not m or not any(m.groups()):
         raise ValueError("not a duration like '90s', '5m', '1h30m' or '2d'")
-    if any(len(x.lstrip("0")) > 9 for x in m.groups() if x):  # int() refuses >4300 digits; 9 is plenty
-        raise ValueError(f"a duration is at most {format_duration(MAX_DURATION)}")
+    too_long = f"a duration is at most {format_duration(limit)}" if limit else "the duration is too long"
+    if any(len(x.lstrip("0")) > 12 for x in m.groups() if x):  # int() refuses >4300 digits
+        raise ValueError(too_long)
     seconds = sum(int(x) * unit for x, unit in zip(m.groups(), _UNIT_SECONDS) if x)  # an int: no overflow
     if seconds == 0:
         raise ValueError("a duration must be more than zero")
-    if seconds > MAX_DURATION.total_seconds():
-        raise ValueError(f"a duration is at most {format_duration(MAX_DURATION)}")
+    if seconds > (limit or dt.timedelta.max).total_seconds():  # beyond timedelta.max: OverflowError
+        raise ValueError(too_long)
     return dt.timedelta(seconds=seconds)
+
+
+def _duration(value: Any, info: ValidationInfo) -> dt.timedelta:
+    # A policy frozen on an open alert before the 7d cap existed must still load, or that alert's
+    # escalation would stop; alerting validates snapshots with context=SNAPSHOT.
+    return parse_duration(value, None if (info.context or {}).get("snapshot") else MAX_DURATION)
 
 
 def format_duration(td: dt.timedelta) -> str:
@@ -88,7 +96,7 @@ def _zone(value: str) -> str:
     return value
 
 
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration), PlainSerializer(format_duration)]
 MatcherT = Annotated[Matcher, BeforeValidator(_matcher), PlainSerializer(lambda m: m.text)]
 Clock = Annotated[dt.time, BeforeValidator(_clock)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
