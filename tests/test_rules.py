@@ -54,9 +54,14 @@ def test_the_shipped_example_passes_its_own_check():
         (("  policy: p\n", "  policy: p\n  match: ['crs_grade >= 1']\n"), "rules.yaml:12:3: routes.match: the root route is the catch-all"),
         (("  policy: p\n", "  page: false\n"), "rules.yaml:10:1: routes: the root route (catch-all) needs a policy"),
         (("ack_within: 5m", "ack_within: 30s"), "rules.yaml:8:9: escalation_policies.p.steps.0: ack_within must be at least 1m"),
-        (("ack_within: 5m", "ack_within: 5m, repeat_every: 2m, repeats: 3"), "do not fit before ack_within"),
+        (("ack_within: 5m", "ack_within: 5m, repeat_every: 2m, repeats: 3"), "3 repeats every 2m do not fit before ack_within 5m;"),
+        (("ack_within: 5m", "ack_within: 5m, repeat_every: 1m, repeats: true"), "steps.0.repeats: Input should be a valid integer"),
+        (("ack_within: 5m", "ack_within: 5m, repeat_every: 1m, repeats: '1'"), "steps.0.repeats: Input should be a valid integer"),
+        (("  policy: p\n", "  policy: q\n"), "undefined policy 'q'; defined: p"),
+        (("escalation_policies:\n  p:\n    steps:\n      - {notify: [nurse], ack_within: 5m}\n    failsafe: desk\n", "escalation_policies: {}\n"),
+         "rules.yaml:7:3: routes.policy: undefined policy 'p'; none defined"),
         (("ack_within: 5m", "ack_within: 5m, repeats: 1"), "repeats needs repeat_every"),
-        (("ack_within: 5m", "ack_within: soon"), "'soon' is not a duration"),
+        (("ack_within: 5m", "ack_within: soon"), "steps.0.ack_within: not a duration like '90s', '5m', '1h30m' or '2d'"),
         (("version: 1", "version: 2"), "rules.yaml:1:1: version: Input should be 1"),
         (("  desk: {contacts", "  desk: {colour: red, contacts"), "rules.yaml:4:10: receivers.desk.colour: unknown key"),
         (("  nurse: {contacts: [{channel: sms, to: \"+447700900001\"}]}\n", "  nurse: {contacts: []}\n"), "receivers.nurse.contacts: List should have at least 1 item"),
@@ -345,3 +350,228 @@ def test_a_frozen_policy_snapshot_loads_back_identical():
     for text in ("90s", "5m", "1h30m", "2d", "1d2h3m4s"):
         assert parse_duration(format_duration(parse_duration(text))) == parse_duration(text)
     assert format_duration(parse_duration("90s")) == "1m30s"
+
+
+# ---- audit fixes: time zone, durations, route tree, warnings, silences, quiet hours ----------
+
+
+@pytest.mark.parametrize("zone", ["Europe/Londn", "Europe", "", "../../etc/passwd", "Europe/London "])
+def test_an_unknown_time_zone_is_a_load_error_at_its_line(zone):
+    errs = errors_of(MINIMAL.replace("version: 1\n", f"version: 1\ntimezone: {zone!r}\n"))
+    assert errs == ["rules.yaml:2:1: timezone: unknown time zone; use an IANA name like Europe/London"]
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/New_York", "UTC"])
+def test_a_known_time_zone_loads_and_quiet_hours_can_use_it(zone):
+    rules = load(MINIMAL.replace("version: 1\n", f"version: 1\ntimezone: {zone}\n") + 'quiet_hours: [{start: "22:00", end: "07:00"}]\n')
+    policy.quiet_until({"urgency": "routine"}, T0, rules.timezone, rules.quiet_hours)  # does not raise
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("99999999999d", "a duration is at most 7d"),  # was an OverflowError traceback
+        ("9" * 5000 + "s", "a duration is at most 7d"),  # beyond int()'s digit limit
+        ("7d1s", "a duration is at most 7d"),
+        ("168h1s", "a duration is at most 7d"),
+        ("0s", "a duration must be more than zero"),
+        ("0d0h", "a duration must be more than zero"),
+        ("+447700900001", "not a duration like"),
+        ("", "not a duration like"),
+        ("5 m", "not a duration like"),
+        ("５m", "not a duration like"),  # full-width digit
+        ("5m\n", None),
+        ("7d", None),
+        ("168h", None),
+        ("1s", None),
+    ],
+)
+def test_durations_are_capped_at_7d_and_never_echoed(value, message):
+    from worker.rules.models import parse_duration
+
+    if message is None:
+        assert parse_duration(value) <= dt.timedelta(days=7)
+        return
+    with pytest.raises(ValueError, match=message) as exc:
+        parse_duration(value)
+    assert value.strip()[:5] not in str(exc.value) or not value.strip()
+
+
+@pytest.mark.parametrize("value", [None, 5, 5.0, [], {}, b"5m"])
+def test_parse_duration_raises_only_value_error(value):
+    from worker.rules.models import parse_duration
+
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize("key", ["ack_within", "repeat_every", "ack_timeout", "failsafe_repeat_every"])
+def test_every_policy_duration_is_capped(key):
+    step = "{notify: [nurse], ack_within: 8d}" if key == "ack_within" else "{notify: [nurse], ack_within: 5m}"
+    text = MINIMAL.replace("{notify: [nurse], ack_within: 5m}", step)
+    if key == "repeat_every":
+        text = text.replace("ack_within: 5m}", "ack_within: 5m, repeat_every: 8d}")
+    elif key != "ack_within":
+        text = text.replace("    failsafe: desk\n", f"    failsafe: desk\n    {key}: 8d\n")
+    errs = errors_of(text)
+    assert len(errs) == 1 and errs[0].endswith(f"{key}: a duration is at most 7d") and "8d" not in errs[0].split(": ", 1)[1]
+
+
+def test_missed_checkin_grace_is_capped_and_times_of_day_are_not_echoed():
+    errs = errors_of(MINIMAL + 'missed_checkins: {grace: 99999999999d}\nquiet_hours: [{start: "25:00", end: "07:00"}]\n')
+    assert any(e.endswith("missed_checkins.grace: a duration is at most 7d") for e in errs)
+    assert any("quiet_hours.0.start: not a time of day HH:MM (24 h)" in e for e in errs)
+    assert not any("99999" in e or "25:00" in e for e in errs)
+
+
+def test_quiet_hours_with_the_same_start_and_end_are_an_error():
+    errs = errors_of(MINIMAL + 'quiet_hours: [{start: "07:00", end: "07:00"}]\n')
+    assert errs == ["rules.yaml:12:15: quiet_hours.0: start and end are the same time, so the window would never apply; "
+                    "e.g. 22:00 to 07:00"]  # fmt: skip
+    load(MINIMAL + 'quiet_hours: [{start: "07:00", end: "07:01"}]\n')
+
+
+ROUTES = """\
+routes:
+  policy: p
+  routes:
+    - name: emergency
+      match: ["urgency == emergency"]
+"""
+
+
+def tree(children: str) -> str:
+    return MINIMAL.replace("routes:\n  policy: p\n", ROUTES + children)
+
+
+def test_a_catch_all_child_before_its_siblings_is_an_error():
+    errs = errors_of(tree("    - name: all-quiet\n      page: false\n    - name: x\n      match: ['crs_grade >= 1']\n"
+                          "    - match: ['crs_grade >= 2']\n"))  # fmt: skip
+    assert errs == ["rules.yaml:15:7: routes.routes.1: route 'all-quiet' matches everything, so the routes after it "
+                    "('x', routes.routes.3) can never match: give it matchers, set continue: true, or move it last"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "children",
+    [
+        "    - name: all-quiet\n      page: false\n",  # last: fine
+        "    - name: all\n      continue: true\n    - name: x\n      match: ['crs_grade >= 1']\n",  # continue: fine
+        "    - name: all\n      match: []\n      match_any: ['crs_grade >= 0']\n    - name: x\n      match: ['crs_grade >= 1']\n",
+    ],
+)
+def test_a_catch_all_child_that_is_last_or_continues_is_fine(children):
+    load(tree(children))
+
+
+def test_a_nested_catch_all_is_found_and_unnamed_routes_are_named_by_path():
+    errs = errors_of(tree("      routes:\n        - page: false\n        - match: ['crs_grade >= 1']\n"))
+    assert len(errs) == 1 and errs[0].startswith("rules.yaml:16:11: routes.routes.0.routes.0: route routes.routes.0.routes.0 "
+                                                 "matches everything, so the routes after it (routes.routes.0.routes.1)")  # fmt: skip
+
+
+def test_duplicate_route_names_anywhere_in_the_tree():
+    errs = errors_of(tree("      routes:\n        - name: emergency\n          match: ['crs_grade >= 3']\n"))
+    assert errs == ["rules.yaml:16:11: routes.routes.0.routes.0.name: route name 'emergency' is already used by the "
+                    "route at routes.routes.0; route names must be unique"]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("match", "where", "message"),
+    [
+        ("match: ['crs_grade > 4']", "routes.routes.1.match.0", "route 'x' can never match: 'crs_grade > 4' can never hold"),
+        ("match: ['urgency < none']", "routes.routes.1.match.0", "'urgency < none' can never hold"),
+        ("match: ['urgency > emergency']", "routes.routes.1.match.0", "'urgency > emergency' can never hold"),
+        ("match: ['crs_grade < 0']", "routes.routes.1.match.0", "'crs_grade < 0' can never hold"),
+        ("match: ['unit == 5B', 'crs_grade >= 3', 'crs_grade < 2']", "routes.routes.1.match.1",
+         "route 'x' can never match: 'crs_grade >= 3' and 'crs_grade < 2' can never hold together"),
+        ("match: ['in_risk_window == true', 'in_risk_window == false']", "routes.routes.1.match.0", "can never hold together"),
+        ("match: ['risk_tier in [high]', 'risk_tier == low']", "routes.routes.1.match.0", "can never hold together"),
+        ("match_any: ['crs_grade >= 3', 'urgency < none']", "routes.routes.1.match_any.1",
+         "route 'x': the match_any entry 'urgency < none' can never hold"),
+    ],
+)
+def test_matchers_that_can_never_hold_are_errors(match, where, message):
+    errs = errors_of(tree(f"    - name: x\n      {match}\n"))
+    assert len(errs) == 1 and f": {where}: route " in errs[0] and message in errs[0], errs
+
+
+@pytest.mark.parametrize(
+    "matchers",
+    [
+        ["crs_grade > 3"], ["crs_grade <= 0"], ["urgency <= none"], ["urgency >= emergency"], ["crs_grade >= 3", "crs_grade <= 3"],
+        ["in_risk_window != true", "in_risk_window != false"],  # null (not computable) satisfies both
+        ["risk_tier not in [high, medium, low, unknown]"],  # null again
+        ["day_since_therapy >= 3650"], ["news2 == 20"],
+        ["age_years > 119.5", "age_years < 0.5"],  # number: not enumerated, never guessed
+        ["unit == 5A", "unit == 5B"], ["labels.trial == A", "labels.trial == B"],  # str: skipped
+        ["red_flags has_all [seizure]", "red_flags has_none [seizure]"],  # set: skipped
+    ],
+)
+def test_satisfiable_or_unknowable_matchers_are_not_flagged(matchers):
+    from worker.rules.matchers import contradiction
+
+    assert contradiction([Matcher.parse(t) for t in matchers]) == ()
+
+
+def test_route_tree_errors_are_reported_with_the_field_errors():
+    text = tree("    - name: all\n    - name: emergency\n      match: ['crs_grade > 4']\n")
+    errs = errors_of(text.replace("ack_within: 5m", "ack_within: 8d"))
+    assert len(errs) == 4, errs  # catch-all, duplicate name, never matches, duration
+
+
+def test_unused_receivers_and_policies_are_warnings_not_errors():
+    text = MINIMAL.replace("escalation_policies:\n", "  spare: {contacts: [{channel: sms, to: \"9\"}]}\nescalation_policies:\n")
+    text = text.replace("routes:\n", "  old: {steps: [{notify: [nurse], ack_within: 5m}], failsafe: desk}\nroutes:\n")
+    loaded = load_rules_text(text, "rules.yaml")
+    assert [str(w) for w in loaded.warnings] == [
+        "rules.yaml:5:3: receivers.spare: receiver 'spare' is not used by any escalation policy or route; remove it or use it",
+        "rules.yaml:11:3: escalation_policies.old: escalation policy 'old' is not used by any route; remove it or route to it",
+    ]
+    assert load_rules_text(EXAMPLE.read_text()).warnings == ()  # the shipped file uses everything it defines
+
+
+def test_a_receiver_used_only_as_route_notify_or_failsafe_is_used():
+    text = MINIMAL.replace("escalation_policies:\n", "  ehr: {contacts: [{channel: ehr}]}\nescalation_policies:\n")
+    assert load_rules_text(text.replace("  policy: p\n", "  policy: p\n  notify: [ehr]\n")).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('["patient_id == P-test"]', '["urgency >= none"]', "silences.0.match: silence 'admitted-p-test' must name whom it mutes"),
+        ('["patient_id == P-test"]', '["patient_id != P-test"]', "must name whom it mutes"),
+        ('["patient_id == P-test"]', '["unit not in [5B]", "crs_grade >= 0"]', "must name whom it mutes"),
+        ("ends: 2026-11-26T00:00:00Z", "ends: 2036-11-26T00:00:00Z",
+         "silences.0: ends at most 7d after starts; renew it if it is still needed"),
+        ("ends: 2026-11-26T00:00:00Z", "ends: 2026-12-02T00:00:01Z", "ends at most 7d after starts"),
+    ],
+)
+def test_a_silence_names_a_patient_or_unit_and_lasts_at_most_7d(old, new, message):
+    assert old in SILENCE
+    errs = errors_of(MINIMAL + SILENCE.replace(old, new))
+    assert len(errs) == 1 and message in errs[0], errs
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("ends: 2026-11-26T00:00:00Z", "ends: 2026-12-02T00:00:00Z"),  # exactly 7d
+        ('["patient_id == P-test"]', '["unit in [5B, 5C]", "urgency <= urgent"]'),
+        ('["patient_id == P-test"]', '["patient_id in [P-test, P-other]"]'),
+    ],
+)
+def test_silences_at_the_limits_load(old, new):
+    load(MINIMAL + SILENCE.replace(old, new))
+
+
+def test_a_policy_frozen_before_the_7d_cap_still_loads_from_its_snapshot():
+    """An open alert's frozen policy must keep escalating after the cap was introduced."""
+    from worker.rules.models import SNAPSHOT, Policy, parse_duration
+
+    old = {"steps": [{"notify": ["a"], "ack_within": "5m"}], "ack_timeout": "30d", "failsafe": "b"}
+    assert Policy.model_validate(old, context=SNAPSHOT).ack_timeout == dt.timedelta(days=30)
+    with pytest.raises(ValueError, match="a duration is at most 7d"):
+        Policy.model_validate(old)
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration("99999999999d", None)  # beyond timedelta.max: a ValueError, not an OverflowError
+    assert parse_duration("999999999s", None) == dt.timedelta(seconds=999999999)

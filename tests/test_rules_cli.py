@@ -108,3 +108,62 @@ def test_check_validates_message_templates(tmp_path):
     (tmp_path / "email.subject.j2").write_text("[{{ urgency | upper }}] alert {{ alert_code }}")
     (tmp_path / "fax.text.j2").unlink()
     assert run("check", str(EXAMPLE), "--templates", str(tmp_path))[0] == 0
+
+
+def test_check_a_huge_duration_is_an_error_not_a_traceback(tmp_path):
+    bad = tmp_path / "rules.yaml"
+    bad.write_text(EXAMPLE.read_text().replace("ack_within: 4h", "ack_within: 99999999999d"))
+    code, out, err = run("check", str(bad))
+    assert code == 1 and "Traceback" not in err
+    assert "escalation_policies.routine-review.steps.0.ack_within: a duration is at most 7d" in out
+    assert "99999" not in out + err
+
+
+def test_check_prints_warnings_and_still_accepts_the_file(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXAMPLE.read_text().replace("receivers:\n", "receivers:\n  spare:\n    contacts: [{channel: email, to: x@hospital.example}]\n", 1))
+    code, out, _ = run("check", str(rules), "--channels", "none")
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0] == (f"warning: {rules}:10:3: receivers.spare: receiver 'spare' is not used by any escalation policy "
+                        "or route; remove it or use it")  # fmt: skip
+    assert "OK (sha256" in lines[-1] and len(lines) == 2
+
+
+def test_check_the_shipped_example_has_no_warnings():
+    assert "warning" not in run("check", str(EXAMPLE))[1]
+
+
+def test_test_rejects_a_malformed_label_and_time_with_a_usage_error():
+    stdin = json.dumps(baseline()).encode()
+    code, _, err = run("test", "-", "--label", "trial=ZUMA-7", "--label", "foo", stdin=stdin)
+    assert code == 2 and "argument --label: 'foo' is not KEY=VALUE" in err
+    code, _, err = run("test", "-", "--label", "=x", stdin=stdin)
+    assert code == 2 and "argument --label" in err
+    code, _, err = run("test", "-", "--at", "yesterday", stdin=stdin)
+    assert code == 2 and "argument --at: 'yesterday' is not an RFC 3339 time" in err and "Traceback" not in err
+    code, _, err = run("test", "-", "--at", "2026-11-25T09:00:00", stdin=stdin)
+    assert code == 2 and "needs a UTC offset" in err
+
+
+def test_test_labels_reach_the_matchers(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXAMPLE.read_text().replace("    - name: emergency\n", "    - name: trial\n      match: ['labels.trial == ZUMA-7']\n"
+                                                 "      policy: emergency\n    - name: emergency\n", 1))  # fmt: skip
+    stdin = json.dumps(baseline(symptoms=["fatigue"])).encode()
+    assert "route: (root) -> trial" in run("test", "-", "--rules", str(rules), "--label", "trial=ZUMA-7", stdin=stdin)[1]
+    assert "route: (root) -> routine" in run("test", "-", "--rules", str(rules), "--label", "trial=other", stdin=stdin)[1]
+
+
+def test_test_a_silenced_checkin_says_no_pages_go_out_while_the_silence_holds(tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(EXAMPLE.read_text().replace("silences: []", (
+        "silences:\n  - id: admitted\n    match: ['patient_id == P-test']\n    starts: 2026-11-25T08:00:00Z\n"
+        "    ends: 2026-11-25T09:12:00Z\n    max_urgency: urgent\n    reason: on the ward\n    author: dr.lee")))  # fmt: skip
+    urgent = json.dumps(baseline(vitals={"temperature_c": 38.2})).encode()
+    code, out, _ = run("test", "-", "--rules", str(rules), "--at", "2026-11-25T09:00:00Z", stdin=urgent)
+    assert code == 0
+    assert "NOTE: silenced by admitted until 2026-11-25T09:12:00+00:00 (on the ward): no pages go out while it holds" in out
+    timeline = [line.split()[0] + ("held" if "(silenced: not sent)" in line else "") for line in out.splitlines()
+                if line.strip().startswith("+")]  # fmt: skip
+    assert timeline[:4] == ["+held", "+held", "+held", "+"]  # 0m, 5m, 10m are held back; 15m (after 09:12) goes out

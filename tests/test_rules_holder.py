@@ -87,3 +87,55 @@ def test_sighup_forces_a_reload(tmp_path):
         assert str(holder.get().rules.missed_checkins.grace) == "0:50:00"
     finally:
         signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+def test_an_unexpected_loader_exception_is_a_failed_reload_reported_once(tmp_path, monkeypatch):
+    """A loader bug must not fail the caller, nor let the bad file be ignored unreported afterwards."""
+    import worker.rules_holder as rules_holder
+
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    failures = []
+    holder = RulesHolder(str(p), on_failure=lambda errors, good: failures.append((errors, good.sha256)))
+    good = holder.get()
+
+    def broken(text, source="rules.yaml", channels=None):
+        raise RuntimeError("secret-canary-value from the file")
+
+    monkeypatch.setattr(rules_holder, "load_rules_text", broken)
+    write(p, EXAMPLE.replace("grace: 30m", "grace: 45m"))
+    assert holder.get() is good  # last good kept, no exception for the caller
+    assert len(failures) == 1 and failures[0][1] == good.sha256
+    assert holder.last_error == [f"{p}: could not be loaded (RuntimeError); the last good rules stay in force"]
+    assert "canary" not in failures[0][0][0]
+    holder.request_reload()
+    assert holder.get() is good and len(failures) == 1  # same bad content: reported once
+    write(p, EXAMPLE.replace("grace: 30m", "grace: 50m"), bump=2)
+    assert holder.get() is good and len(failures) == 2  # different bad content: reported again
+
+    monkeypatch.undo()
+    write(p, EXAMPLE.replace("grace: 30m", "grace: 55m"), bump=3)
+    assert str(holder.get().rules.missed_checkins.grace) == "0:55:00" and holder.last_error is None
+
+
+def test_a_file_that_is_not_utf8_keeps_the_rules_and_reports(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    failures = []
+    holder = RulesHolder(str(p), on_failure=lambda errors, good: failures.append(errors))
+    good = holder.get()
+    p.write_bytes(EXAMPLE.encode() + b"\xff\xfe")
+    assert holder.get() is good and holder.get() is good
+    assert failures == [[f"{p}: cannot read: not UTF-8 text"]]
+
+
+def test_going_back_to_the_content_in_force_clears_the_error(tmp_path):
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    holder = RulesHolder(str(p))
+    write(p, EXAMPLE.replace('"crs_grade >= 3"', '"crs_grade >= 9"'))
+    holder.get()
+    assert holder.last_error
+    write(p, EXAMPLE, bump=2)
+    holder.get()
+    assert holder.last_error is None

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from worker.grading import therapy as th
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import LoadedRules
-from worker.rules.models import Contact, Policy, Receiver
+from worker.rules.models import SNAPSHOT, Contact, Policy, Receiver
 from worker.store.alert_tables import OPEN_STATES, Alert, Notification
 from worker.store.models import EvaluationRow, Patient
 from worker.store.repo import audit, insert_ignore
@@ -108,7 +108,7 @@ def _parsed(model: Any, data: dict[str, Any]) -> Any:
         return hit[1]
     if len(_PARSED) >= 4096:
         _PARSED.clear()
-    parsed = model.model_validate(data)
+    parsed = model.model_validate(data, context=SNAPSHOT)  # frozen under older rules: no 7d duration cap
     _PARSED[id(data)] = (data, parsed)  # holding ``data`` keeps its id from being reused
     return parsed
 

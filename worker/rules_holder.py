@@ -5,8 +5,10 @@ Rules:
   route a page), with every error as file:line.
 - Afterwards a change (modification time, size or inode, so editors' rename-and-replace counts)
   or SIGHUP triggers a reload; the new rules are used only if the whole file is valid.
-- A failed reload keeps the last good rules and calls ``on_failure(errors, last_good)`` once per
-  distinct bad content, so the caller can raise an admin alert; it never silences anything.
+- A failed reload keeps the last good rules, sets ``last_error`` and calls
+  ``on_failure(errors, last_good)`` once per distinct bad content, so the caller can raise an
+  admin alert; it never silences anything. Any exception while reading or loading is a failed
+  reload (a loader bug must neither fail the caller nor let a bad file be ignored unreported).
 """
 
 from __future__ import annotations
@@ -72,16 +74,22 @@ class RulesHolder:
         except OSError as exc:
             self._failed([f"{self.path}: cannot read: {exc.strerror or exc}"], "unreadable")
             return
+        except UnicodeDecodeError:
+            self._failed([f"{self.path}: cannot read: not UTF-8 text"], "unreadable")
+            return
         sha = hashlib.sha256(text.encode()).hexdigest()
         self._stamp = stamp
-        if sha == self.current.sha256:
-            return
-        try:
-            self.current = load_rules_text(text, self.path)
-        except RulesError as exc:
-            self._failed([str(e) for e in exc.errors], sha)
-            return
-        self._failed_sha = None
+        if sha != self.current.sha256:
+            try:
+                self.current = load_rules_text(text, self.path)
+            except RulesError as exc:
+                self._failed([str(e) for e in exc.errors], sha)
+                return
+            except Exception as exc:  # noqa: BLE001 - a loader bug: report it like any bad file
+                # The type only: an exception's text may quote the file's values.
+                self._failed([f"{self.path}: could not be loaded ({type(exc).__name__}); the last good rules stay in force"], sha)
+                return
+        self._failed_sha = None  # valid again (or back to the content in force)
         self.last_error = None
 
     def _failed(self, errors: list[str], key: str) -> None:

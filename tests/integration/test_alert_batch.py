@@ -33,7 +33,7 @@ RULES = load_rules_text((Path(__file__).resolve().parents[2] / "config" / "rules
     "silences:\n"
     "  - {id: ward-7c, match: ['unit == 7C'], starts: 2026-11-25T09:30:00Z, ends: 2026-11-26T00:00:00Z,"
     " max_urgency: urgent, reason: on the ward, author: dr.lee}\n"
-    "  - {id: p03-routine, match: ['patient_id == P-03'], starts: 2026-11-20T00:00:00Z, ends: 2026-12-20T00:00:00Z,"
+    "  - {id: p03-routine, match: ['patient_id == P-03'], starts: 2026-11-20T00:00:00Z, ends: 2026-11-27T00:00:00Z,"
     " max_urgency: routine, reason: seen daily, author: dr.lee}").replace(
     '- {start: "22:00", end: "07:00"}', '- {start: "22:00", end: "07:00"}\n  - {start: "11:00", end: "12:00", match: ["labels.team == 5b"]}'))  # fmt: skip
 PROFILES = [  # check-in changes: none, routine, urgent (CRS 1-2, ICANS 1-2, urgent flag), emergency (CRS 3, ICANS 3, flags)

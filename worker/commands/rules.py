@@ -1,12 +1,14 @@
 """`crs-alert rules check [PATH]` and `crs-alert rules test CHECKIN [--rules PATH]`.
 
 - check: validates the whole rules file, and its contacts against the channels file (each contact's
-  channel exists, its ``to`` is an address that channel's kind accepts); exit 0 and a summary, or
-  exit 1 and every error as file:line:column. The file holds no secrets by design, and error
-  messages echo no values (no addresses).
+  channel exists, its ``to`` is an address that channel's kind accepts); exit 0 and a summary
+  (after any "warning: ..." lines, e.g. an unused receiver), or exit 1 and every error as
+  file:line:column. The file holds no secrets by design, and error messages echo no values (names
+  and matcher texts only, never addresses).
 - test: evaluates each check-in and prints the route taken, the policy, the receivers and their
-  contacts, the informational receivers, any inhibition/silence/quiet-hours effect at --at, and the
-  full escalation timeline that would follow if nobody acknowledges.
+  contacts, the informational receivers, any silence/quiet-hours effect at --at, and the full
+  escalation timeline that would follow if nobody acknowledges (pages a silence would hold back
+  are marked as not sent). A malformed --label or --at is a usage error (exit 2).
 """
 
 from __future__ import annotations
@@ -42,9 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("checkins", metavar="CHECKIN", help='a check-in file (JSON object, array or JSON Lines), or "-"')
     t.add_argument("--rules", default=None, help=f"rules file (default: $CRS_RULES_PATH or {DEFAULT_RULES})")
     t.add_argument("--unit", default=None, help="the patient's unit, for unit matchers")
-    t.add_argument("--label", action="append", default=[], metavar="KEY=VALUE", help="a patient label (repeatable)")
-    t.add_argument("--at", default=None, help="time the alert opens (RFC 3339; default: now), for quiet hours and silences")
+    t.add_argument("--label", action="append", default=[], type=_label, metavar="KEY=VALUE", help="a patient label (repeatable)")
+    t.add_argument("--at", default=None, type=_instant,
+                   help="time the alert opens (RFC 3339 with a UTC offset; default: now), for quiet hours and silences")
     t.set_defaults(func=test)
+
+
+def _label(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. --label trial=ZUMA-7)")
+    return key, value
+
+
+def _instant(text: str) -> dt.datetime:
+    try:
+        at = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time, e.g. 2026-11-25T09:00:00Z") from None
+    if at.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset, e.g. 2026-11-25T09:00:00Z")
+    return at
 
 
 def rules_path(given: str | None) -> str:
@@ -101,6 +121,8 @@ def check(args: argparse.Namespace) -> int:
         print("\n".join(channel_errors))
         print(f"{len(channel_errors)} error(s) in the channels or templates", file=sys.stderr)
         return 1
+    for warning in loaded.warnings:
+        print(f"warning: {warning}")
     r = loaded.rules
     routes = _count_routes(r.routes)
     print(f"{path}: OK (sha256 {loaded.sha256[:12]}; {len(r.receivers)} receivers, "
@@ -124,11 +146,8 @@ def test(args: argparse.Namespace) -> int:
     except RulesError as exc:
         print(exc, file=sys.stderr)
         return 1
-    labels = dict(item.split("=", 1) for item in args.label if "=" in item)
-    at = dt.datetime.fromisoformat(args.at) if args.at else dt.datetime.now(dt.UTC)
-    if at.tzinfo is None:
-        print("--at needs a UTC offset", file=sys.stderr)
-        return 2
+    labels = dict(args.label)
+    at = args.at or dt.datetime.now(dt.UTC)
     status = 0
     try:
         for doc in documents(data):
@@ -167,7 +186,7 @@ def _explain(e, loaded: LoadedRules, unit: str | None, labels: dict[str, str], a
         out("  paging: none (the route does not page; the evaluation is recorded)\n\n")
         return
     if (s := policy.silenced_by(subj, at, rules.silences)) is not None:
-        out(f"  NOTE: silenced by {s.id} until {s.ends.isoformat()} ({s.reason})\n")
+        out(f"  NOTE: silenced by {s.id} until {s.ends.isoformat()} ({s.reason}): no pages go out while it holds\n")
     if (until := policy.quiet_until(subj, at, rules.timezone, rules.quiet_hours)) is not None:
         out(f"  NOTE: quiet hours: pages deferred until {until.isoformat()}\n")
     pol = rules.escalation_policies[d.policy]
@@ -178,5 +197,6 @@ def _explain(e, loaded: LoadedRules, unit: str | None, labels: dict[str, str], a
         label = "failsafe" if page.kind == "failsafe" else f"step {page.step + 1}{' repeat ' + str(page.repeat) if page.repeat else ''}"
         contacts = "; ".join(f"{n}: " + ", ".join(f"{c.channel}{' ' + c.to if c.to else ''}" for c in rules.receivers[n].contacts)
                              for n in page.receivers)  # fmt: skip
-        out(f"    +{offset // 60:>4}m  {label:<16} {contacts}\n")
+        held = " (silenced: not sent)" if policy.silenced_by(subj, page.at, rules.silences) else ""
+        out(f"    +{offset // 60:>4}m  {label:<16} {contacts}{held}\n")
     out("    ... (the failsafe repeats every " + f"{format_duration(pol.failsafe_repeat_every)} until someone acknowledges)\n\n")

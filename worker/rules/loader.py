@@ -5,8 +5,11 @@ Rules:
   ``no``/``08:00`` stay strings.
 - The whole document is validated (pydantic models, then cross-references) and every error is
   reported, not just the first; nothing is used unless everything is valid.
-- Error messages quote no input values beyond names, so a value pasted in the wrong place (a
-  token, a phone number) is not echoed back.
+- Error messages quote only names (of keys, receivers, policies, routes, silences, channels),
+  matcher texts (rule syntax) and the expected values or limits; never a duration, a time, an
+  address or any other value, so a value pasted in the wrong place (a token, a phone number) is
+  not echoed back. (A YAML syntax error may quote the one character the parser stopped at.)
+- Warnings (unused receivers and policies) do not refuse the file; they come with the rules.
 The caller reads the file (this module does no I/O) and keeps the last good rules on failure.
 """
 
@@ -23,6 +26,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from worker.rules.checks import unused_definitions
 from worker.rules.models import AddressCheck, Rules, check_references
 
 
@@ -53,6 +57,7 @@ class LoadedRules:
     rules: Rules
     sha256: str
     source: str
+    warnings: tuple[RuleError, ...] = ()  # the file is accepted; `rules check` prints them
 
 
 def load_rules_text(text: str, source: str = "rules.yaml", channels: Mapping[str, AddressCheck] | None = None) -> LoadedRules:
@@ -81,7 +86,8 @@ def load_rules_text(text: str, source: str = "rules.yaml", channels: Mapping[str
         problems += _from_pydantic(exc, doc, source)
     if problems:
         raise RulesError(sorted(problems, key=lambda e: (e.line, e.column)))
-    return LoadedRules(rules, hashlib.sha256(text.encode()).hexdigest(), source)
+    warnings = tuple(_error(doc, source, path, msg) for path, msg in unused_definitions(doc))
+    return LoadedRules(rules, hashlib.sha256(text.encode()).hexdigest(), source, warnings)
 
 
 def _from_pydantic(exc: ValidationError, doc: Any, source: str) -> list[RuleError]:

@@ -158,3 +158,31 @@ class Matcher:
 
 def all_match(matchers: tuple[Matcher, ...], subject: dict[str, Any]) -> bool:
     return all(m(subject) for m in matchers)
+
+
+def contradiction(matchers: list[Matcher]) -> tuple[Matcher, ...]:
+    """The matchers on one field that no value of that field satisfies together; () if none.
+
+    Rules:
+    - only fields with a finite domain are checked: int fields (lo..hi), ``urgency``, bool and
+      enum fields; number, str, ``labels.*`` and ``red_flags`` are skipped rather than guessed;
+    - the domain includes null (a missing field), which satisfies only ``!=`` and ``not in``.
+    """
+    by_field: dict[str, list[Matcher]] = {}
+    for m in matchers:
+        by_field.setdefault(m.field, []).append(m)
+    for name, group in by_field.items():
+        values = _domain(field_type(name))
+        if values is not None and not any(all(m({name: v}) for m in group) for v in values):
+            return tuple(group)
+    return ()
+
+
+def _domain(ft: FieldType) -> tuple[Any, ...] | None:
+    if ft.kind == "int" and ft.lo is not None and ft.hi is not None:
+        return (None, *range(int(ft.lo), int(ft.hi) + 1))
+    if ft.kind == "bool":
+        return (None, True, False)
+    if ft.kind in ("ordered", "enum"):
+        return (None, *ft.vocabulary)
+    return None

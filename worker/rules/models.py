@@ -2,13 +2,17 @@
 inhibition, silences, quiet hours and missed check-ins.
 
 Rules enforced at load time (a file breaking any of them is refused whole):
-- unknown keys are errors everywhere; durations are strings like "90s", "5m", "1h30m";
+- unknown keys are errors everywhere; durations are strings like "90s", "5m", "1h30m", more than
+  zero and at most 7d; ``timezone`` is an IANA time zone name the system knows;
 - every receiver a policy or route names exists; every policy a route names exists;
 - the root route is the mandatory catch-all: no matchers, a policy, and it pages;
 - every policy has a failsafe receiver; a step waits at least 1 minute for an acknowledgement and
-  its repeats fit inside that wait;
-- a silence needs a reason, an author and an end after its start, and can mute at most urgent
-  traffic, never an emergency; quiet hours only ever defer routine traffic.
+  its repeats fit inside that wait; ``repeats`` is a plain integer (not ``true`` or ``"1"``);
+- a silence needs a reason, an author, a ``patient_id`` or ``unit`` matcher with ``==`` or ``in``
+  (it is a per-patient or per-unit window) and an end after its start, at most 7d later; it can
+  mute at most urgent traffic, never an emergency;
+- quiet hours only ever defer routine traffic, and a window's start and end differ;
+- the route tree: see ``worker.rules.checks`` (cross-checks reported with the field errors).
 Pure module: no I/O.
 """
 
@@ -18,22 +22,45 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, model_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationInfo,
+                      field_validator, model_validator)
 
+from worker.rules.checks import Path, route_tree_errors
 from worker.rules.matchers import Matcher, MatcherError
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")  # ASCII digits only
+_UNIT_SECONDS = (86400, 3600, 60, 1)
 MIN_ACK_WITHIN = dt.timedelta(minutes=1)
+MAX_DURATION = dt.timedelta(days=7)  # every rules duration, and a silence window
+SNAPSHOT = {"snapshot": True}  # validation context for a policy frozen on an alert (see _duration)
 
 
-def parse_duration(value: Any) -> dt.timedelta:
-    if isinstance(value, str) and value and (m := _DURATION.match(value.strip())):
-        d, h, mi, s = (int(x or 0) for x in m.groups())
-        td = dt.timedelta(days=d, hours=h, minutes=mi, seconds=s)
-        if td > dt.timedelta(0):
-            return td
-    raise ValueError(f"{value!r} is not a duration like '90s', '5m', '1h30m' (and it must be more than zero)")
+def parse_duration(value: Any, limit: dt.timedelta | None = MAX_DURATION) -> dt.timedelta:
+    """A rules duration ("90s", "5m", "1h30m", "2d"): more than zero and at most ``limit`` (7d).
+
+    Raises only ValueError, and its message never quotes the value: a value pasted in the wrong
+    place (a phone number) must not be echoed into logs and terminals.
+    """
+    m = _DURATION.fullmatch(value.strip()) if isinstance(value, str) else None
+    if not m or not any(m.groups()):
+        raise ValueError("not a duration like '90s', '5m', '1h30m' or '2d'")
+    too_long = f"a duration is at most {format_duration(limit)}" if limit else "the duration is too long"
+    if any(len(x.lstrip("0")) > 12 for x in m.groups() if x):  # int() refuses >4300 digits
+        raise ValueError(too_long)
+    seconds = sum(int(x) * unit for x, unit in zip(m.groups(), _UNIT_SECONDS) if x)  # an int: no overflow
+    if seconds == 0:
+        raise ValueError("a duration must be more than zero")
+    if seconds > (limit or dt.timedelta.max).total_seconds():  # beyond timedelta.max: OverflowError
+        raise ValueError(too_long)
+    return dt.timedelta(seconds=seconds)
+
+
+def _duration(value: Any, info: ValidationInfo) -> dt.timedelta:
+    # A policy frozen on an open alert before the 7d cap existed must still load, or that alert's
+    # escalation would stop; alerting validates snapshots with context=SNAPSHOT.
+    return parse_duration(value, None if (info.context or {}).get("snapshot") else MAX_DURATION)
 
 
 def format_duration(td: dt.timedelta) -> str:
@@ -53,7 +80,7 @@ def _matcher(value: Any) -> Matcher:
 def _clock(value: Any) -> dt.time:
     if isinstance(value, str) and re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
         return dt.time.fromisoformat(value)
-    raise ValueError(f"{value!r} is not a time of day HH:MM (24 h)")
+    raise ValueError("not a time of day HH:MM (24 h), e.g. '07:00'")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
@@ -62,7 +89,15 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value
 
 
-Duration = Annotated[dt.timedelta, BeforeValidator(parse_duration), PlainSerializer(format_duration)]
+def _zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError ("../x", ""), OSError: all unknown
+        raise ValueError("unknown time zone; use an IANA name like Europe/London") from None
+    return value
+
+
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration), PlainSerializer(format_duration)]
 MatcherT = Annotated[Matcher, BeforeValidator(_matcher), PlainSerializer(lambda m: m.text)]
 Clock = Annotated[dt.time, BeforeValidator(_clock)]
 Name = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
@@ -87,7 +122,7 @@ class Step(_Strict):
     notify: list[Name] = Field(min_length=1)
     ack_within: Duration
     repeat_every: Duration | None = None
-    repeats: int = Field(0, ge=0, le=10)
+    repeats: int = Field(0, ge=0, le=10, strict=True)  # strict: `true` and "1" are typos, not 1
 
     @model_validator(mode="after")
     def _timing(self) -> Step:
@@ -97,7 +132,8 @@ class Step(_Strict):
             raise ValueError("repeats needs repeat_every")
         if self.repeats and self.repeat_every * self.repeats >= self.ack_within:
             raise ValueError(
-                f"{self.repeats} repeats every {self.repeat_every} do not fit before ack_within {self.ack_within}; "
+                f"{self.repeats} repeats every {format_duration(self.repeat_every)} do not fit before ack_within "
+                f"{format_duration(self.ack_within)}; "
                 "the step would escalate first"
             )
         return self
@@ -129,17 +165,30 @@ class Inhibit(_Strict):
 
 class Silence(_Strict):
     id: Name
-    match: list[MatcherT] = Field(min_length=1)
+    match: list[MatcherT] = Field(min_length=1)  # must name a patient or a unit (see _whom)
     starts: AwareDatetime
     ends: AwareDatetime
     max_urgency: Literal["routine", "urgent"] = "routine"  # never "emergency": an emergency always pages
     reason: str = Field(min_length=3)
     author: str = Field(min_length=1)
 
+    @field_validator("match")
+    @classmethod
+    def _whom(cls, match: list[Matcher], info: ValidationInfo) -> list[Matcher]:
+        if not any(m.field in ("patient_id", "unit") and m.op in ("==", "in") for m in match):
+            raise ValueError(
+                f"silence {info.data.get('id', '?')!r} must name whom it mutes: a silence is a per-patient or "
+                "per-unit window, so its match needs 'patient_id == ...', 'patient_id in [...]', 'unit == ...' "
+                "or 'unit in [...]'"
+            )
+        return match
+
     @model_validator(mode="after")
     def _window(self) -> Silence:
         if self.ends <= self.starts:
             raise ValueError("ends must be after starts")
+        if self.ends - self.starts > MAX_DURATION:
+            raise ValueError(f"ends at most {format_duration(MAX_DURATION)} after starts; renew it if it is still needed")
         return self
 
 
@@ -147,6 +196,12 @@ class QuietHours(_Strict):
     start: Clock
     end: Clock
     match: list[MatcherT] = []  # narrows which routine traffic is deferred; urgent/emergency never are
+
+    @model_validator(mode="after")
+    def _nonempty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("start and end are the same time, so the window would never apply; e.g. 22:00 to 07:00")
+        return self
 
 
 class MissedCheckins(_Strict):
@@ -156,7 +211,7 @@ class MissedCheckins(_Strict):
 
 class Rules(_Strict):
     version: Literal[1]
-    timezone: str = "UTC"
+    timezone: Annotated[str, AfterValidator(_zone)] = "UTC"
     receivers: dict[Name, Receiver] = Field(min_length=1)
     escalation_policies: dict[Name, Policy] = Field(min_length=1)
     routes: Route
@@ -166,7 +221,6 @@ class Rules(_Strict):
     missed_checkins: MissedCheckins = MissedCheckins()
 
 
-Path = tuple[str | int, ...]
 AddressCheck = Callable[[str], str | None]  # a contact's `to` -> why it cannot be used (no address), or None
 
 
@@ -196,7 +250,7 @@ def check_references(doc: Any, channels: Mapping[str, AddressCheck] | None = Non
 
     def receiver(path: Path, name: Any, used_as: str) -> None:
         if isinstance(name, str) and name not in receivers:
-            errors.append((path, f"undefined receiver {name!r} used as {used_as}; defined: {', '.join(sorted(receivers))}"))
+            errors.append((path, f"undefined receiver {name!r} used as {used_as}; {_defined(receivers)}"))
 
     for pname, policy in policies.items():
         if not isinstance(policy, dict):
@@ -223,7 +277,7 @@ def check_references(doc: Any, channels: Mapping[str, AddressCheck] | None = Non
     def walk(route: dict, path: Path) -> None:
         policy = route.get("policy")
         if isinstance(policy, str) and policy not in policies:
-            errors.append((path + ("policy",), f"undefined policy {policy!r}; defined: {', '.join(sorted(policies))}"))
+            errors.append((path + ("policy",), f"undefined policy {policy!r}; {_defined(policies)}"))
         notify = route.get("notify") if isinstance(route.get("notify"), list) else []
         for j, name in enumerate(notify):
             receiver(path + ("notify", j), name, "route notify")
@@ -233,4 +287,8 @@ def check_references(doc: Any, channels: Mapping[str, AddressCheck] | None = Non
                 walk(child, path + ("routes", i))
 
     walk(root, ("routes",))
-    return errors
+    return errors + route_tree_errors(root)
+
+
+def _defined(names: dict[str, Any]) -> str:
+    return f"defined: {', '.join(sorted(names))}" if names else "none defined"
