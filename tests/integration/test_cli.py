@@ -218,3 +218,16 @@ def test_no_redis_anywhere_is_a_clear_error_saying_how_to_get_one(tmp_path, monk
         resolve(None, tmp_path / "var", try_local=False)
     text = str(info.value)
     assert "REDIS_URL" in text and "apt-get install redis-server" in text
+
+
+def test_an_enrollment_file_with_several_bad_lines_names_each_and_enrolls_nothing(cli, tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_bytes(b'{"patient_id": "OK-1"}\n{"patient_id": "P-2", "unit": "caf\xe9"}\n'
+                    b'{"patient_id": "P-3", "age_years": true}\n{"patient_id": "P-4", "checkin_interval_h": "8"}\n')
+    assert cli("db", "upgrade").returncode == 0
+    done = cli("patients", "enroll", "--file", str(bad))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert "3 invalid lines; nothing enrolled" in err
+    assert "line 2: (document): Not UTF-8" in err and "line 3: age_years" in err and "line 4: checkin_interval_h" in err
+    assert cli("patients", "list", "--json").stdout == b""
