@@ -103,7 +103,7 @@ def list_(args: argparse.Namespace) -> int:
 
     try:
         s = _common.settings()
-        with session_factory(_common.store(s))() as session:
+        with session_factory(_common.store(s, must_exist=True))() as session:
             rows = repo.list_patients(session)
     except _common.CommandError as exc:
         return _common.fail(exc)

@@ -60,7 +60,10 @@ def read_lines(path: str) -> list[bytes]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import redis
+
     from worker.intake import submit
+    from worker.settings import redact_url
 
     try:
         s = _common.settings()
@@ -77,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         handle = _common.redis_handle(s)
         try:
             ids = submit(_common.redis_client(handle.url), s.stream_name, lines, group=s.group)
+        except redis.RedisError as exc:  # it answered the PING, then failed: part of the file may be queued
+            raise _common.CommandError(f"Redis at {redact_url(handle.url)} (REDIS_URL) failed while submitting "
+                                       f"({type(exc).__name__}): some lines may have been queued; the worker drops "
+                                       "a repeated checkin_id as a duplicate, so sending the file again is safe") from None
         finally:
             handle.stop()
     except _common.CommandError as exc:
