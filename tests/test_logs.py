@@ -310,3 +310,12 @@ def test_allowlist_has_no_obvious_phi_keys():
     phi_like = {"note", "notes", "name", "first_name", "last_name", "phone", "email", "address",
                 "dob", "date_of_birth", "mrn", "payload", "body", "text", "message", "args", "kwargs"}
     assert not (phi_like & ALLOWED_KEYS)
+
+
+@pytest.mark.parametrize(("text", "scrubbed"), [
+    ("redis://:pw@x@localhost:1/0 down", "redis://***@localhost:1/0 down"),
+    ("postgresql://u:a@b@h/x?y=1", "postgresql://***@h/x?y=1"),
+    ("redis://u:p@h:1/0 and redis://v:q@@k:2/0", "redis://***@h:1/0 and redis://***@k:2/0"),
+])  # fmt: skip
+def test_url_credentials_holding_at_signs_are_scrubbed_whole(text, scrubbed):
+    assert scrub(text) == scrubbed

@@ -474,10 +474,13 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
 # ---- acknowledge / resolve ------------------------------------------------------------------
 
 
+_MAX_ID = 2**63 - 1  # BIGINT (SQLite INTEGER): a larger number is no alert, not an OverflowError
+
+
 def find(session: Session, ref: int | str) -> Alert:
     """An alert by id or by its code (case-insensitive)."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        alert = session.get(Alert, int(ref))
+    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
+        alert = session.get(Alert, int(ref)) if 0 <= int(ref) <= _MAX_ID else None
     else:
         alert = session.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
     if alert is None:

@@ -248,10 +248,21 @@ def _readable_id(raw: Any) -> str | None:
     return None
 
 
+def not_utf8(raw: bytes, exc: UnicodeDecodeError) -> FieldError:
+    """The one wording of "these bytes are not UTF-8" (the worker's rejection, ``submit --validate``)."""
+    return FieldError("(document)", f"Not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")
+
+
+BOM = FieldError("(document)", "Starts with a UTF-8 byte order mark (BOM, bytes EF BB BF), which JSON text must not "
+                               "begin with: save or send it as UTF-8 without a BOM")
+
+
 def parse_checkin(raw: str | bytes | dict[str, Any]) -> CheckIn:
     """Validate one check-in given as JSON text/bytes or as an already-decoded object.
 
-    Raises IntakeError listing every field error; never returns a partial check-in.
+    Raises IntakeError listing every field error; never returns a partial check-in. Bytes that are
+    not UTF-8 get the one error ``not_utf8``; a leading byte order mark gets ``BOM`` followed by
+    the errors, if any, of the document after it (and its id when readable).
     """
     try:
         # The model's validator itself, as model_validate(_json) call it with no options: one
@@ -260,13 +271,26 @@ def parse_checkin(raw: str | bytes | dict[str, Any]) -> CheckIn:
             return CheckIn.__pydantic_validator__.validate_python(raw)
         return CheckIn.__pydantic_validator__.validate_json(raw)
     except ValidationError as exc:
-        decoded = raw
-        if isinstance(raw, (str, bytes, bytearray)):
-            try:  # only on the error path, to recover the id for the report
-                decoded = json.loads(raw)
-            except (ValueError, UnicodeDecodeError):
-                decoded = None
-        raise IntakeError(_field_errors(exc), _readable_id(decoded)) from None
+        if not isinstance(raw, (str, bytes, bytearray)):
+            raise IntakeError(_field_errors(exc), _readable_id(raw)) from None
+        error = exc
+    # Only on the error path, to name the problem plainly and recover the id for the report.
+    try:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as bad:
+        raise IntakeError([not_utf8(bytes(raw), bad)]) from None
+    if text.startswith("\ufeff"):
+        rest = text.lstrip("\ufeff")
+        try:
+            parse_checkin(rest)
+        except IntakeError as more:
+            raise IntakeError([BOM, *more.errors], more.checkin_id) from None
+        raise IntakeError([BOM], _readable_id(json.loads(rest))) from None  # the mark is the only error
+    try:
+        decoded = json.loads(text)
+    except ValueError:
+        decoded = None
+    raise IntakeError(_field_errors(error), _readable_id(decoded)) from None
 
 
 def vitals_of(checkin: CheckIn) -> Vitals:

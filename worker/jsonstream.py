@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from worker.checkin import BOM, not_utf8
+
 
 class FramingError(ValueError):
     """The input cannot be split into documents at all (exit status 2 in the CLI)."""
@@ -71,8 +73,8 @@ def _loads(data: bytes) -> tuple[Any, str | None]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"Not UTF-8 text (byte {exc.start})"
+        return None, not_utf8(data, exc).msg  # the worker's wording (worker.pipeline.decode)
     try:
         return loads(text), None
     except ValueError as exc:
-        return None, f"Invalid JSON: {exc}"
+        return None, BOM.msg if text.startswith("\ufeff") else f"Invalid JSON: {exc}"

@@ -74,7 +74,8 @@ ALLOWED_KEYS: frozenset[str] = frozenset(
 REDACTED = "[redacted]"
 _NESTED_KEYS = ALLOWED_KEYS | {"type"}
 
-_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]*@")
+# up to the LAST '@' of the authority: a password may hold an unencoded '@' (redis-py reads it so)
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/\s:@?#]*:[^/\s?#]*@")
 _EMAIL = re.compile(
     r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9]"
 )

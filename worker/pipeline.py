@@ -56,7 +56,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 from sqlalchemy.orm import Session, sessionmaker
 
 from worker import metrics
-from worker.checkin import UNKNOWN_FIELD, CheckIn, FieldError, IntakeError, parse_checkin
+from worker.checkin import UNKNOWN_FIELD, CheckIn, FieldError, IntakeError, not_utf8, parse_checkin
 from worker.evaluation import Evaluation, Transition, compare, evaluate
 from worker.intake import Consumer, Entry
 from worker.logs import get_logger
@@ -144,7 +144,7 @@ def decode(entry: Entry) -> Accepted | Refusal:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return Refusal("not_utf8", [FieldError("(document)", f"Not valid UTF-8: byte 0x{raw[exc.start]:02x} at offset {exc.start}")])
+        return Refusal("not_utf8", [not_utf8(raw, exc)])
     try:
         checkin = parse_checkin(text)
     except IntakeError as exc:

@@ -69,6 +69,21 @@ def answers(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def problem(url: str, timeout: float = 2.0) -> str | None:
+    """Why ``url`` does not answer a PING (the error's type and its words, which name the host and
+    port but never the password), or None when it does."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        detail = " ".join(str(exc).split())
+        return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__
+    return None
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

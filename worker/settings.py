@@ -5,6 +5,15 @@ Every variable is documented in config/crs-alert.env.example. Two names are the 
 at start with a SettingsError whose message names the variable and the rule it breaks; a process
 never starts half-configured.
 
+Rules for the URLs (config/crs-alert.env.example):
+- ``REDIS_URL``: a ``redis://``, ``rediss://`` (TLS) or ``unix://`` URL that redis-py can read.
+- ``DATABASE_URL``: PostgreSQL through psycopg 3 (``postgresql+psycopg://``; ``postgresql://`` and
+  ``postgres://`` mean the same) or SQLite (``sqlite:///PATH``): the only drivers installed and
+  configured by worker.store.db. A password holding ``@``, ``/``, ``:`` or ``%`` must be
+  percent-encoded (``@`` is ``%40``), or the host is read wrongly.
+- Neither is ever echoed in a message (it may hold a password); ``redact_url`` hides the password.
+- A number of seconds is finite (``nan`` and ``inf`` are refused).
+
 Redis key names derive from ``CRS_NAMESPACE`` (stream, scheduler lock, Celery key prefix and
 queue), so two deployments or two test sessions can share one Redis server without touching each
 other's keys.
@@ -12,8 +21,11 @@ other's keys.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +47,7 @@ class Settings(BaseSettings):
         extra="ignore",  # the environment holds many unrelated variables
         populate_by_name=True,
         validate_default=True,
+        allow_inf_nan=False,  # "nan" would pass no bound check with a useful message; "inf" is no duration
     )
 
     redis_url: Annotated[str | None, Field(validation_alias=AliasChoices("REDIS_URL", "redis_url"))] = None
@@ -87,6 +100,25 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v  # compose passes ${VAR:-} as an empty string
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v:
+            check_redis_url(v)
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str | None) -> str | None:
+        if v:
+            check_database_url(v)
+        return v
+
+    @field_validator("api_host")
+    @classmethod
+    def _api_host(cls, v: str) -> str:
+        return check_host(v)
 
     @field_validator("ack_secret")
     @classmethod
@@ -156,14 +188,87 @@ def normalise_database_url(url: str) -> str:
     return url
 
 
+REDIS_SCHEMES = ("redis", "rediss", "unix")
+DATABASE_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres", "sqlite", "sqlite+pysqlite")
+_HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?", re.ASCII)
+
+
+def check_redis_url(url: str) -> None:
+    """ValueError (never quoting the URL) unless redis-py can read ``url``."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        raise ValueError("must be a redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH URL, e.g. redis://127.0.0.1:6379/0")
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("the port must be a number from 1 to 65535")
+    from redis.connection import parse_url  # what redis.Redis.from_url runs
+
+    try:
+        parse_url(url)
+    except ValueError as exc:  # redis-py's messages name the option, never the URL
+        raise ValueError(f"not a URL redis-py can read: {exc}") from None
+
+
+def check_database_url(url: str) -> None:
+    """ValueError (never quoting the URL) unless ``url`` is for a driver this project installs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in DATABASE_SCHEMES:
+        raise ValueError("must be postgresql://USER:PASSWORD@HOST:PORT/DB (psycopg 3, the only PostgreSQL driver "
+                         "installed; also postgres:// or postgresql+psycopg://) or sqlite:///PATH")
+    if scheme.startswith("sqlite"):
+        return
+    netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if netloc.count("@") > 1:
+        raise ValueError("the user name or password holds '@': write it percent-encoded as %40")
+    try:
+        port = urlsplit(url).port
+    except ValueError:
+        port = -1
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("the port must be a number from 1 to 65535")
+
+
+def check_host(host: str) -> str:
+    """``host`` when it is an IP address or a host name to listen on; else ValueError."""
+    try:
+        ipaddress.ip_address(host)
+        return host
+    except ValueError:
+        pass
+    if not _HOST_NAME.fullmatch(host) or re.fullmatch(r"[\d.]+", host):
+        raise ValueError("must be an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::) or a host name")
+    return host
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``. The netloc's LAST '@' ends the user
+    information (as urllib and redis-py read it), so a password holding '@' is hidden whole."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, tail = re.match(r"([^/?#]*)(.*)", rest, re.DOTALL).groups()  # type: ignore[union-attr]
+    userinfo, at, host = netloc.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}{tail}"
+
+
 _SECRET_BEARING = {"REDIS_URL", "DATABASE_URL", "CRS_ACK_SECRET", "CRS_API_TOKENS", "CRS_TWILIO_AUTH_TOKEN"}  # may embed a password: never echoed
 
 
 def _env_name(field: str) -> str:
+    if field in _ALIASES:  # read from the environment, the error's location is the variable itself
+        return field
     info = Settings.model_fields.get(field)
     if info is not None and isinstance(info.validation_alias, AliasChoices):
         return str(info.validation_alias.choices[0])
     return f"CRS_{field.upper()}"
+
+
+_ALIASES = {"REDIS_URL", "DATABASE_URL"}
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -176,7 +281,10 @@ def load_settings(**overrides: Any) -> Settings:
             if err["loc"]:
                 name = _env_name(str(err["loc"][0]))
                 got = "" if name in _SECRET_BEARING else f" (got {err.get('input')!r})"
-                problems.append(f"{name}: {str(err['msg']).removeprefix('Value error, ')}{got}")
+                msg = str(err["msg"]).removeprefix("Value error, ")
+                if err["type"] == "finite_number":
+                    msg = "must be a finite number (nan and inf are refused)"
+                problems.append(f"{name}: {msg}{got}")
             else:  # model-level cross checks already name their variables
                 msg = str(err["msg"]).removeprefix("Value error, ")
                 problems.extend(msg.splitlines())

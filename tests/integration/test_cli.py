@@ -220,3 +220,35 @@ def test_no_redis_anywhere_is_a_clear_error_saying_how_to_get_one(tmp_path, monk
         resolve(None, tmp_path / "var", try_local=False)
     text = str(info.value)
     assert "REDIS_URL" in text and "apt-get install redis-server" in text
+
+
+def test_an_enrollment_file_with_several_bad_lines_names_each_and_enrolls_nothing(cli, tmp_path):
+    bad = tmp_path / "p.jsonl"
+    bad.write_bytes(b'{"patient_id": "OK-1"}\n{"patient_id": "P-2", "unit": "caf\xe9"}\n'
+                    b'{"patient_id": "P-3", "age_years": true}\n{"patient_id": "P-4", "checkin_interval_h": "8"}\n')
+    assert cli("db", "upgrade").returncode == 0
+    done = cli("patients", "enroll", "--file", str(bad))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and "Traceback" not in err, err
+    assert "3 invalid lines; nothing enrolled" in err
+    assert "line 2: (document): Not valid UTF-8: byte 0xe9 at offset 34" in err and "line 3: age_years" in err and "line 4: checkin_interval_h" in err
+    assert cli("patients", "list", "--json").stdout == b""
+
+
+def test_submit_validate_numbers_lines_as_the_file_does_and_names_a_bom(cli, tmp_path):
+    good = json.dumps(febrile("v-1", "DEMO-A01")).encode()
+    path = tmp_path / "c.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n\n\n" + good.replace(b'"v-1"', b'"v-2"')[:-1] + b', "note": "caf\xe9"}\n')
+    done = cli("submit", "--validate", str(path))
+    assert done.returncode == 1
+    first, second = (json.loads(line) for line in done.stderr.decode().splitlines()[:2])
+    assert first["line"] == 1 and first["checkin_id"] == "v-1" and "byte order mark (BOM" in first["errors"][0]["msg"]
+    assert second["line"] == 4 and second["errors"][0]["msg"].startswith("Not valid UTF-8: byte 0xe9 at offset ")
+
+
+def test_submit_of_an_empty_file_warns(cli, tmp_path):
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"\n  \n")
+    done = cli("submit", str(path))
+    assert done.returncode == 0 and json.loads(done.stdout)["submitted"] == 0
+    assert b"warning" in done.stderr and b"holds no check-in" in done.stderr

@@ -91,6 +91,15 @@ def test_every_field_error_is_kept_and_the_id_recovered(r, sessions, settings, c
     assert {e["loc"] for e in rej.errors} == {"vitals.temperature_c", "vitals.heart_rate_bpm", "source"}
 
 
+def test_a_byte_order_mark_is_named_and_the_id_recovered(r, sessions, settings, consumer):
+    submit(r, settings.stream_name, [b"\xef\xbb\xbf" + json.dumps(febrile("bom-1")).encode()])
+    run(r, sessions, settings, consumer)
+    with sessions() as s:
+        [rej] = repo.rejected_inputs(s)
+    assert rej.checkin_id == "bom-1"
+    assert [e["loc"] for e in rej.errors] == ["(document)"] and "byte order mark (BOM" in rej.errors[0]["msg"]
+
+
 def test_entry_without_payload_field_is_rejected(r, sessions, settings, consumer):
     r.xadd(settings.stream_name, {"body": "{}"})
     run(r, sessions, settings, consumer)

@@ -29,15 +29,21 @@ def settings() -> "Settings":
         raise CommandError(str(exc)) from None
 
 
-def redis_handle(s: "Settings") -> "RedisHandle":
+def redis_handle(s: "Settings", *, check: bool = True) -> "RedisHandle":
     """REDIS_URL, else localhost, else a private redis-server (worker.redis_bootstrap). The URL is
-    exported as REDIS_URL so the Celery app and child processes use the same server."""
-    from worker.redis_bootstrap import RedisUnavailable, resolve
+    exported as REDIS_URL so the Celery app and child processes use the same server. With
+    ``check``, a REDIS_URL that does not answer a PING is a CommandError (password redacted);
+    long-running services pass False and keep retrying instead."""
+    from worker.logs import scrub
+    from worker.redis_bootstrap import RedisUnavailable, problem, resolve
+    from worker.settings import redact_url
 
     try:
         handle = resolve(s.redis_url, s.var_dir)
     except RedisUnavailable as exc:
         raise CommandError(str(exc)) from None
+    if check and handle.source == "REDIS_URL" and (why := problem(handle.url)):
+        raise CommandError(f"Redis at {redact_url(handle.url)} (REDIS_URL) does not answer: {scrub(why)[:300]}")
     os.environ["REDIS_URL"] = handle.url
     return handle
 
@@ -48,14 +54,30 @@ def redis_client(url: str):  # type: ignore[no-untyped-def]
     return redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
 
 
-def store(s: "Settings", *, migrate_sqlite: bool = True) -> "Engine":
-    """An engine on the configured database. The embedded SQLite file is migrated on the spot;
-    PostgreSQL must have been migrated (`crs-alert db upgrade`, the compose `migrate` service)."""
+def require_database(s: "Settings") -> None:
+    """CommandError when the SQLite file does not exist: a command that only reads or acts on what
+    is stored must not create an empty database (a typo in DATABASE_URL would show all-zero counts
+    that read as "nothing pending")."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(s.sqlalchemy_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not os.path.exists(url.database):
+            where = "DATABASE_URL" if s.database_url else "the default under CRS_VAR_DIR"
+            raise CommandError(f"no database at {url.database} ({where}): run `crs-alert db upgrade`, or check the path")
+
+
+def store(s: "Settings", *, migrate_sqlite: bool = True, must_exist: bool = False) -> "Engine":
+    """An engine on the configured database. The embedded SQLite file is migrated on the spot
+    (and created, unless ``must_exist``: see require_database); PostgreSQL must have been migrated
+    (`crs-alert db upgrade`, the compose `migrate` service)."""
     from alembic.script import ScriptDirectory
     from sqlalchemy.exc import SQLAlchemyError
 
     from worker.store.db import alembic_config, current_revision, engine_for, redacted_url, upgrade
 
+    if must_exist:
+        require_database(s)
     engine = engine_for(s)
     try:
         if engine.dialect.name == "sqlite" and migrate_sqlite:

@@ -26,19 +26,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     sh.set_defaults(func=show)
     ack = a.add_parser("ack", help="acknowledge: take responsibility, stop the escalation")
     ack.add_argument("ref", help="alert id or code")
-    ack.add_argument("--by", required=True, help="who acknowledges (recorded)")
+    ack.add_argument("--by", required=True, type=_who, help="who acknowledges (recorded)")
     ack.set_defaults(func=acknowledge)
     res = a.add_parser("resolve", help="resolve (a clinician's decision; a note is required)")
     res.add_argument("ref", help="alert id or code")
-    res.add_argument("--by", required=True, help="who resolves (recorded)")
+    res.add_argument("--by", required=True, type=_who, help="who resolves (recorded)")
     res.add_argument("--note", required=True, help="why it is resolved")
     res.set_defaults(func=resolve)
+
+
+def _who(value: str) -> str:
+    """--by: the audit log must say who acted; an empty or blank name is a usage error (exit 2)."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("must name who acts (it is recorded in the audit log); got an empty or blank name")
+    return value.strip()
 
 
 def _sessions():  # type: ignore[no-untyped-def]
     from worker.store.db import session_factory
 
-    return session_factory(store(settings()))
+    return session_factory(store(settings(), must_exist=True))  # never creates an empty database
 
 
 def list_alerts(args: argparse.Namespace) -> int:

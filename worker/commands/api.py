@@ -81,15 +81,26 @@ def gateway_status_callbacks(path: str | None) -> dict[str, StatusCallback | str
 def run(args: argparse.Namespace) -> int:
     import waitress
 
+    from worker.settings import check_host
+
     try:
         s = settings()
+        host = args.host or s.api_host
+        port = args.port or s.api_port
+        try:
+            check_host(host)
+        except ValueError as exc:
+            raise CommandError(f"--host {host!r}: {exc}") from None
         configure_logging(s)
         check_channels_file(s)  # the gateway delivery reports are read from it: refuse a broken file at start
         app = build_app(s)
+        try:  # binds now: a bad address or a port in use is an operator's error, not a traceback
+            server = waitress.create_server(app, host=host, port=port, threads=args.threads, ident="crs-alert")
+        except (OSError, ValueError, OverflowError) as exc:
+            raise CommandError(f"cannot listen on {host}:{port} (--host/--port, CRS_API_HOST/CRS_API_PORT): "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
     except CommandError as exc:
         return fail(exc)
-    host = args.host or s.api_host
-    port = args.port or s.api_port
     print(f"crs-alert api listening on http://{host}:{port}", flush=True)
-    waitress.serve(app, host=host, port=port, threads=args.threads, ident="crs-alert")
+    server.run()
     return 0

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def upgrade(args: argparse.Namespace) -> int:
+    from alembic.util import CommandError as AlembicError
     from sqlalchemy.exc import SQLAlchemyError
 
     from worker.store import db
@@ -27,21 +28,31 @@ def upgrade(args: argparse.Namespace) -> int:
         engine = db.engine_for(s)
         try:
             db.upgrade(engine, args.revision)
+            revision = db.current_revision(engine)
+        except AlembicError as exc:  # e.g. an unknown --revision; alembic's words name the revision only
+            raise _common.CommandError(f"cannot upgrade to --revision {args.revision!r}: {exc}") from None
         except SQLAlchemyError as exc:
             raise _common.CommandError(f"database {db.redacted_url(engine)} is unavailable ({type(exc).__name__})") from None
-        print(f"database {db.redacted_url(engine)} at revision {db.current_revision(engine)}")
+        print(f"database {db.redacted_url(engine)} at revision {revision}")
         return 0
     except _common.CommandError as exc:
         return _common.fail(exc)
 
 
 def current(args: argparse.Namespace) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from worker.store import db
 
     try:
         s = _common.settings()
+        _common.require_database(s)  # `db current` reads: it never creates the file
         engine = db.engine_for(s)
-        print(db.current_revision(engine) or "(empty database)")
+        try:
+            revision = db.current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise _common.CommandError(f"database {db.redacted_url(engine)} is unavailable ({type(exc).__name__})") from None
+        print(revision or "(empty database)")
         return 0
     except _common.CommandError as exc:
         return _common.fail(exc)

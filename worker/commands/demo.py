@@ -53,6 +53,7 @@ def _demo(args: argparse.Namespace) -> int:
     from worker.commands.submit import read_lines
     from worker.enrollment import EnrollmentError, parse_enrollments
     from worker.intake import backlog, submit
+    from worker.jsonstream import FramingError
     from worker.services import Services
     from worker.settings import load_settings
     from worker.store import repo
@@ -88,8 +89,8 @@ def _demo(args: argparse.Namespace) -> int:
         _step(1, "database migrated to the latest schema")
 
         try:
-            patients = parse_enrollments(Path(args.patients).read_text(encoding="utf-8"))
-        except (OSError, EnrollmentError) as exc:
+            patients = parse_enrollments(Path(args.patients).read_bytes())
+        except (OSError, EnrollmentError, FramingError) as exc:
             raise _common.CommandError(f"{args.patients}: {exc}") from None
         created, _ = enroll_all(engine, patients, actor="demo")
         _step(2, f"enrolled {created} sample patients ({', '.join(p.patient_id for p in patients)})")

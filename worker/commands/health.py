@@ -239,7 +239,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="SECONDS",
         help="heartbeat staleness limit for worker/scheduler "
-        f"(default: {heartbeat.DEFAULT_MAX_AGE_S}); for delivery, how long a due notification may "
+        f"(default: {', '.join(f'{k} {v:g}' for k, v in heartbeat.DEFAULT_MAX_AGE_S.items())}); for delivery, how long a due notification may "
         f"wait (default: {DELIVERY_MAX_DUE_S:.0f})",
     )
     parser.add_argument(

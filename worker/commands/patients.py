@@ -29,12 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from worker.enrollment import EnrollmentError, parse_enrollment, parse_enrollments
+    from worker.enrollment import EnrollmentError, EnrollmentFileError, parse_enrollment, parse_enrollments
+    from worker.jsonstream import FramingError
 
     try:
         if args.file:
-            text = sys.stdin.read() if args.file == "-" else open(args.file, encoding="utf-8").read()
-            return parse_enrollments(text)
+            if args.file == "-":
+                data = sys.stdin.buffer.read()
+            else:
+                with open(args.file, "rb") as fh:
+                    data = fh.read()
+            return parse_enrollments(data)
         if not args.patient_id:
             raise _common.CommandError("give --patient-id (and optional fields) or --file FILE")
         labels = {}
@@ -47,10 +52,20 @@ def _inputs(args: argparse.Namespace):  # type: ignore[no-untyped-def]
                                      therapy_start=args.therapy_start, unit=args.unit,
                                      checkin_interval_h=args.checkin_interval_h, labels=labels).items() if v is not None}
         return [parse_enrollment(doc)]
+    except EnrollmentFileError as exc:
+        raise _common.CommandError(file_problems(args.file, exc)) from None
     except EnrollmentError as exc:
         raise _common.CommandError(f"invalid enrollment: {exc}") from None
+    except FramingError as exc:
+        raise _common.CommandError(f"invalid enrollment file {args.file}: {exc}; nothing enrolled") from None
     except OSError as exc:
         raise _common.CommandError(f"cannot read {args.file}: {exc.strerror}") from None
+
+
+def file_problems(path: str, exc) -> str:  # type: ignore[no-untyped-def]
+    """Every bad line of an enrollment file, one a line (the file is refused as a whole)."""
+    count = f"{len(exc.lines)} invalid line{'s' if len(exc.lines) > 1 else ''}"
+    return f"invalid enrollment file {path} ({count}; nothing enrolled):\n" + "\n".join(f"  {bad}" for bad in exc.lines)
 
 
 def enroll_all(engine, items, actor: str = "cli") -> tuple[int, int]:  # type: ignore[no-untyped-def]
@@ -88,7 +103,7 @@ def list_(args: argparse.Namespace) -> int:
 
     try:
         s = _common.settings()
-        with session_factory(_common.store(s))() as session:
+        with session_factory(_common.store(s, must_exist=True))() as session:
             rows = repo.list_patients(session)
     except _common.CommandError as exc:
         return _common.fail(exc)

@@ -31,7 +31,9 @@ def _prepare():  # type: ignore[no-untyped-def]
     s = _common.settings()
     _common.configure_logging(s)  # first: the start-up check logs channels with a missing secret
     _common.check_rules(s)  # a worker that cannot route a page (rules, channels file, contacts) must not start
-    handle = _common.redis_handle(s)  # exports REDIS_URL before the Celery app is imported
+    # exports REDIS_URL before the Celery app is imported; a service waits for Redis (Celery and
+    # the scheduler retry) rather than exit when it is not up yet
+    handle = _common.redis_handle(s, check=False)
     _common.store(s)
     return s, handle
 

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         s = _common.settings()
-        engine = _common.store(s)
+        engine = _common.store(s, must_exist=True)
         back = None
         url = s.redis_url
         if not url:

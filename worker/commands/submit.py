@@ -23,45 +23,67 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def invalid_lines(lines: list[bytes]) -> list[dict]:
-    """One report per invalid line: its number, the check-in id when readable, every field error."""
-    from worker.checkin import IntakeError, parse_checkin
+def invalid_lines(lines: list[tuple[int, bytes]]) -> list[dict]:
+    """One report per invalid line: its number in the file, the check-in id when readable, every
+    field error, in the worker's words (worker.pipeline.decode reads the same bytes the same way)."""
+    from worker.checkin import IntakeError, not_utf8, parse_checkin
 
     out = []
-    for n, line in enumerate(lines, 1):
+    for n, line in lines:
         try:
-            parse_checkin(line)
+            parse_checkin(line.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            out.append({"line": n, "checkin_id": None, "errors": [not_utf8(line, exc).as_dict()]})
         except IntakeError as exc:
             out.append({"line": n, "checkin_id": exc.checkin_id, "errors": [e.as_dict() for e in exc.errors]})
     return out
 
 
-def read_lines(path: str) -> list[bytes]:
+def numbered_lines(data: bytes) -> list[tuple[int, bytes]]:
+    """(line number in the file, the line stripped) for every non-blank line: blank lines are
+    skipped but still counted, so a report's number is the one an editor shows."""
+    return [(n, line.strip()) for n, line in enumerate(data.splitlines(), 1) if line.strip()]
+
+
+def read_bytes(path: str) -> bytes:
     if path == "-":
-        data = sys.stdin.buffer.read()
-    else:
-        try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-        except OSError as exc:
-            raise _common.CommandError(f"cannot read {path}: {exc.strerror}") from None
-    return [line.strip() for line in data.splitlines() if line.strip()]
+        return sys.stdin.buffer.read()
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise _common.CommandError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def read_lines(path: str) -> list[bytes]:
+    return [line for _, line in numbered_lines(read_bytes(path))]
 
 
 def run(args: argparse.Namespace) -> int:
+    import redis
+
     from worker.intake import submit
+    from worker.settings import redact_url
 
     try:
         s = _common.settings()
-        lines = read_lines(args.file)
-        if args.validate and (bad := invalid_lines(lines)):
+        numbered = numbered_lines(read_bytes(args.file))
+        lines = [line for _, line in numbered]
+        if args.validate and (bad := invalid_lines(numbered)):
             for report in bad:
                 print(json.dumps(report), file=sys.stderr)
             print(f"crs-alert: {len(bad)} of {len(lines)} lines invalid; nothing submitted", file=sys.stderr)
             return 1
+        if not lines:
+            print(f"crs-alert: warning: {'standard input' if args.file == '-' else args.file} holds no check-in "
+                  "(empty, or blank lines only); nothing submitted", file=sys.stderr)
         handle = _common.redis_handle(s)
         try:
             ids = submit(_common.redis_client(handle.url), s.stream_name, lines, group=s.group)
+        except redis.RedisError as exc:  # it answered the PING, then failed: part of the file may be queued
+            raise _common.CommandError(f"Redis at {redact_url(handle.url)} (REDIS_URL) failed while submitting "
+                                       f"({type(exc).__name__}): some lines may have been queued; the worker drops "
+                                       "a repeated checkin_id as a duplicate, so sending the file again is safe") from None
         finally:
             handle.stop()
     except _common.CommandError as exc:

@@ -105,8 +105,13 @@ def ping(engine: Engine) -> None:
 
 
 def redacted_url(engine_or_url: Engine | str) -> str:
-    url = engine_or_url.url if isinstance(engine_or_url, Engine) else make_url(engine_or_url)
-    return url.render_as_string(hide_password=True)
+    """The URL without its password. Redacted as text (worker.settings.redact_url): SQLAlchemy
+    splits user information at the FIRST '@', so its own hide_password showed the rest of a
+    password holding an unencoded '@'."""
+    from worker.settings import redact_url
+
+    text = engine_or_url.url.render_as_string(hide_password=False) if isinstance(engine_or_url, Engine) else engine_or_url
+    return redact_url(text)
 
 
 def alembic_config(engine: Engine):  # type: ignore[no-untyped-def]
