@@ -51,3 +51,11 @@ def test_line_numbers_count_blank_lines():
     numbered = numbered_lines(data)
     assert [n for n, _ in numbered] == [2, 5, 7]
     assert [r["line"] for r in invalid_lines(numbered)] == [5]
+
+
+def test_a_checkin_id_reused_for_other_content_is_reported_and_a_resend_is_not():
+    other = json.dumps({"checkin_id": "c-1", "patient_id": "P-2", "recorded_at": "2026-11-20T06:15:00Z"}).encode()
+    assert invalid_lines([(1, GOOD), (3, GOOD)]) == []  # the same check-in twice: the worker counts a duplicate
+    [report] = invalid_lines([(1, GOOD), (4, other), (6, GOOD)])
+    assert (report["line"], report["checkin_id"], [e["loc"] for e in report["errors"]]) == (4, "c-1", ["checkin_id"])
+    assert "line 1" in report["errors"][0]["msg"] and "checkin_id_conflict" in report["errors"][0]["msg"]

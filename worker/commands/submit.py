@@ -25,17 +25,27 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def invalid_lines(lines: list[tuple[int, bytes]]) -> list[dict]:
     """One report per invalid line: its number in the file, the check-in id when readable, every
-    field error, in the worker's words (worker.pipeline.decode reads the same bytes the same way)."""
+    field error, in the worker's words (worker.pipeline.decode reads the same bytes the same way).
+    A checkin_id used again with different content is reported too, as the worker would reject it."""
     from worker.checkin import IntakeError, not_utf8, parse_checkin
 
     out = []
+    first: dict[str, tuple[int, object]] = {}  # checkin_id -> (its first line, its content)
     for n, line in lines:
         try:
-            parse_checkin(line.decode("utf-8"))
+            checkin = parse_checkin(line.decode("utf-8"))
         except UnicodeDecodeError as exc:
             out.append({"line": n, "checkin_id": None, "errors": [not_utf8(line, exc).as_dict()]})
+            continue
         except IntakeError as exc:
             out.append({"line": n, "checkin_id": exc.checkin_id, "errors": [e.as_dict() for e in exc.errors]})
+            continue
+        content = json.loads(line)
+        seen = first.setdefault(checkin.checkin_id, (n, content))
+        if seen[1] != content:  # the same content again is a harmless resend; other content is refused
+            out.append({"line": n, "checkin_id": checkin.checkin_id, "errors": [{"loc": "checkin_id", "msg": (
+                f"Also used by line {seen[0]} with different content: the worker would store line {seen[0]} and "
+                "reject this one (checkin_id_conflict); give each check-in its own checkin_id")}]})
     return out
 
 
