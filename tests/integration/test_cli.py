@@ -92,6 +92,31 @@ def test_submit_drain_status_round_trip(cli):
     assert "received 12" in human and "DEMO-C03" in human
 
 
+def test_drain_exits_0_when_every_page_of_the_run_was_sent(cli, tmp_path, httpserver):
+    """The counterpart of the round trip's exit 1: with a channel that works, the same command exits 0."""
+    import base64
+
+    httpserver.expect_request("/hook", method="POST").respond_with_data("{}", status=200)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\n"
+                     "receivers:\n  desk: {contacts: [{channel: hook}]}\n"
+                     "escalation_policies:\n  p: {steps: [{notify: [desk], ack_within: 10m}], failsafe: desk}\n"
+                     "routes: {policy: p}\n")  # fmt: skip
+    channels = tmp_path / "channels.yaml"
+    channels.write_text(f"channels:\n  hook:\n    kind: webhook\n    url: {httpserver.url_for('/hook')}\n"
+                        "    secret_env: CRS_TEST_HOOK_SECRET\n")
+    env = {"CRS_RULES_PATH": str(rules), "CRS_CHANNELS_PATH": str(channels),
+           "CRS_TEST_HOOK_SECRET": "whsec_" + base64.b64encode(b"k" * 32).decode()}
+    assert cli("db", "upgrade").returncode == 0
+    emergency = {**febrile("hook-1", "P-hook", temp=39.6), "vitals": {"temperature_c": 39.6, "systolic_bp": 70}}
+    assert cli("submit", "-", input=json.dumps(emergency).encode(), extra_env=env).returncode == 0
+    drained = cli("drain", extra_env=env)
+    assert drained.returncode == 0, drained.stderr
+    report = json.loads(drained.stdout)
+    assert report["evaluated"] == 1 and report["notifications_sent"] >= 1 and report["notifications_failed"] == 0
+    assert len(httpserver.log) == report["notifications_sent"]
+
+
 def test_invalid_enrollment_names_the_line_and_field(cli, tmp_path):
     bad = tmp_path / "p.jsonl"
     bad.write_text('{"patient_id": "OK-1"}\n{"patient_id": "OK-2", "age_years": 300, "ward": "x"}\n')
