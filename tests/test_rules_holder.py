@@ -139,3 +139,27 @@ def test_going_back_to_the_content_in_force_clears_the_error(tmp_path):
     write(p, EXAMPLE, bump=2)
     holder.get()
     assert holder.last_error is None
+
+
+def test_a_reload_is_checked_against_the_process_channels_as_at_start(tmp_path):
+    """A contact on a channel the process does not have, or with an address its kind refuses, is
+    refused at start and on a reload (the last good rules stay); without channels nothing is checked."""
+    from worker.channels.config_file import address_checks, read_channels_file
+
+    channels = address_checks(read_channels_file(str(Path(__file__).resolve().parents[1] / "config" / "channels.yaml")))
+    p = tmp_path / "rules.yaml"
+    p.write_text(EXAMPLE)
+    failures = []
+    holder = RulesHolder(str(p), on_failure=lambda errors, good: failures.append(errors), channels=channels)
+    good = holder.get()
+    write(p, EXAMPLE.replace('{channel: pagerduty}', '{channel: pager}'))
+    assert holder.get() is good
+    assert len(failures) == 1 and "channel 'pager' is not configured" in "\n".join(failures[0])
+    write(p, EXAMPLE.replace('"+447700900102"', '"07700 900102"'), bump=2)
+    assert holder.get() is good and len(failures) == 2 and "contacts.0" in "\n".join(failures[1])
+    start = tmp_path / "start.yaml"
+    start.write_text(EXAMPLE.replace('{channel: pagerduty}', '{channel: pager}'))
+    with pytest.raises(RulesError, match="not configured"):
+        RulesHolder(str(start), channels=channels)
+    unchecked = RulesHolder(str(p))  # no channels given: addresses are not checked (rules check does that)
+    assert unchecked.get().sha256 != good.sha256

@@ -2,7 +2,9 @@
 
 Rules:
 - At start the file must be valid: a process with no good rules refuses to start (it could not
-  route a page), with every error as file:line.
+  route a page), with every error as file:line. Given the process's channels (``channels``:
+  name -> address rule), every contact must use one of them with an address it accepts, at start
+  and on every reload (a reload cannot bring in a contact the process has no channel for).
 - Afterwards a change (modification time, size or inode, so editors' rename-and-replace counts)
   or SIGHUP triggers a reload; the new rules are used only if the whole file is valid.
 - A failed reload keeps the last good rules, sets ``last_error`` and calls
@@ -17,10 +19,11 @@ import hashlib
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from worker.rules.loader import LoadedRules, RuleError, RulesError, load_rules_text
+from worker.rules.models import AddressCheck
 
 FailureHook = Callable[[list[str], LoadedRules], None]
 
@@ -33,15 +36,16 @@ class _Stamp:
 
 
 class RulesHolder:
-    def __init__(self, path: str, on_failure: FailureHook | None = None):
+    def __init__(self, path: str, on_failure: FailureHook | None = None, channels: Mapping[str, AddressCheck] | None = None):
         self.path = path
         self.on_failure = on_failure
+        self.channels = channels  # the process's channels: a reload's contacts are checked against them, as at start
         self._lock = threading.Lock()
         self._force = False
         self._failed_sha: str | None = None
         self.last_error: list[str] | None = None
         text, self._stamp = self._read()
-        self.current = load_rules_text(text, path)  # raises RulesError: refuse to start
+        self.current = load_rules_text(text, path, channels)  # raises RulesError: refuse to start
 
     def _read(self) -> tuple[str, _Stamp]:
         with open(self.path, encoding="utf-8") as fh:
@@ -81,7 +85,7 @@ class RulesHolder:
         self._stamp = stamp
         if sha != self.current.sha256:
             try:
-                self.current = load_rules_text(text, self.path)
+                self.current = load_rules_text(text, self.path, self.channels)
             except RulesError as exc:
                 self._failed([str(e) for e in exc.errors], sha)
                 return

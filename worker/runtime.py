@@ -103,9 +103,21 @@ def get_runtime(sessions: sessionmaker[Session] | None = None, settings: Setting
             from worker.store.db import session_factory
 
             sessions = session_factory(store(settings))
-        holder = RulesHolder(settings.rules_path, on_failure=lambda errors, good: admin_alert(sessions, good, errors))
+        holder = RulesHolder(settings.rules_path, on_failure=lambda errors, good: admin_alert(sessions, good, errors),
+                             channels=_address_checks(settings.channels_path))
         _runtime = (os.getpid(), Runtime(settings, sessions, holder))
     return _runtime[1]
+
+
+def _address_checks(path: str | None) -> dict[str, Any] | None:
+    """The channels file's address rules (channels are built once per process, so these are the
+    process's); None when the file cannot be read at all (start-up refuses that before we get here)."""
+    from worker.channels.config_file import FILE, address_checks, read_channels_file
+
+    if not path:
+        return None
+    loaded = read_channels_file(path)
+    return None if FILE in loaded.problems else address_checks(loaded)
 
 
 def admin_alert(sessions: sessionmaker[Session], rules: LoadedRules, errors: list[str], now: dt.datetime | None = None) -> int | None:
