@@ -367,6 +367,24 @@ def test_a_known_time_zone_loads_and_quiet_hours_can_use_it(zone):
     policy.quiet_until({"urgency": "routine"}, T0, rules.timezone, rules.quiet_hours)  # does not raise
 
 
+@pytest.fixture
+def no_system_zone_data():
+    """As in a slim container image without the OS's zone files: only the tzdata package is left."""
+    import zoneinfo
+
+    zoneinfo.reset_tzpath(to=[])
+    zoneinfo.ZoneInfo.clear_cache()
+    yield
+    zoneinfo.reset_tzpath()
+    zoneinfo.ZoneInfo.clear_cache()
+
+
+@pytest.mark.parametrize("zone", ["Europe/London", "America/Chicago", "US/Central", "GB"])
+def test_time_zones_load_without_the_os_zone_files(no_system_zone_data, zone):
+    rules = load(MINIMAL.replace("version: 1\n", f"version: 1\ntimezone: {zone}\n") + 'quiet_hours: [{start: "22:00", end: "07:00"}]\n')
+    policy.quiet_until({"urgency": "routine"}, T0, rules.timezone, rules.quiet_hours)  # does not raise
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
