@@ -25,6 +25,15 @@ Endpoints:
 - ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
 Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
 A request body over ``MAX_BODY_BYTES`` is refused (413) before it is read.
+
+Rules:
+- An unexpected failure answers 503 (database unavailable) or 500 with a fixed message, never an
+  exception message or traceback; it is logged as ``api_request_failed`` with the endpoint's name,
+  never the path (an ack link's path is a live credential) or the body. An SMS reply that cannot
+  be recorded is answered by SMS: "NOT acknowledged", so the clinician does not believe it was.
+- An SMS reply names an alert by its code only; the EHR API takes an id or a code, and a reference
+  that is both an alert's id and another alert's code is refused (409) rather than guessed.
+- ``state`` of ``GET /api/alerts`` must be one of ``STATE_FILTERS`` (400 naming the field).
 """
 
 from __future__ import annotations
@@ -39,8 +48,10 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
 
 from worker import acklinks, alerting, delivery, sms_replies
 from worker.channels.sms_gateway import SIGNATURE_HEADER, StatusCallback, valid_signature
@@ -50,6 +61,8 @@ from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 256 << 10  # every request this API takes is a few KiB at most
+STATE_FILTERS = ("open", "triggered", "acknowledged", "resolved", "all")
+NOT_RECORDED_SMS = "NOT acknowledged: the alerting system could not record your reply. Try again or phone the unit."
 
 
 @dataclass(frozen=True)
@@ -96,14 +109,46 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
     def too_large(_exc):  # type: ignore[no-untyped-def]
         return jsonify(error=f"request body larger than {MAX_BODY_BYTES} bytes"), 413
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        return jsonify(error=(exc.name or "error").lower()), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        unavailable = isinstance(exc, OperationalError | PoolTimeout)
+        status = 503 if unavailable else 500
+        log.error("api_request_failed", component=request.endpoint, http_status=status, exc_info=exc)
+        if request.endpoint == "sms_reply":
+            return twiml(NOT_RECORDED_SMS)  # Twilio sends no reply for an error status: say it was not done
+        message = "the database is unavailable; try again" if unavailable else "internal error"
+        if request.endpoint == "ack_page":
+            return Response(f"<p>Not available: {message}. Acknowledge by SMS or phone.</p>", status=status,
+                            content_type="text/html; charset=utf-8")  # fmt: skip
+        return error(status, message)
+
     def error(status: int, message: str) -> tuple[Response, int]:
         return jsonify(error=message), status
 
+    def lookup(s: Session, ref: str) -> Alert:
+        """The alert ``ref`` names (an id or a code); AlertError when none, or when it names two."""
+        by_code = s.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
+        if not (ref.isascii() and ref.isdigit()):
+            if by_code is None:
+                raise alerting.AlertError(f"no alert {ref!r}")
+            return by_code
+        if by_code is None:
+            return alerting.find(s, ref)  # by id
+        by_id = s.get(Alert, int(ref)) if int(ref) <= 2**63 - 1 else None
+        if by_id is not None and by_id.id != by_code.id:
+            raise alerting.AlertError(f"ambiguous reference {ref!r}: it is the id of alert {by_id.code} and the code "
+                                      f"of alert id {by_code.id}; use /api/alerts/{by_code.id} or /api/alerts/{by_id.code}")  # fmt: skip
+        return by_code
+
     def client() -> str | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        scheme, _, given_text = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
             return None
-        given = header[7:].strip().encode()
+        given = given_text.strip().encode()
         found = None
         for name, token in config.api_tokens.items():  # check every token: constant time per request
             if hmac.compare_digest(given, token.encode()):
@@ -229,13 +274,15 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         now = config.clock()
         try:
             with sessions.begin() as s:
-                a = alerting.find(s, code)
-                who = next((name for name, r in a.policy_snapshot["receivers"].items()
-                            for c in r["contacts"] if c.get("to") and sms_replies.normalise_number(c["to"]) == sender), None)  # fmt: skip
+                a = s.scalars(select(Alert).where(Alert.code == code)).first()  # by code only: "ACK 23456" is no id
+                if a is None:
+                    return twiml(f"No alert has the code {code}. {sms_replies.HELP}")
+                who = next((name for name, r in a.policy_snapshot["receivers"].items() for c in r["contacts"]
+                            if sender and sms_replies.normalise_number(c.get("to") or "") == sender), None)  # fmt: skip
                 if who is None:
                     audit_refusal(s, a.id, now)
                     return twiml(f"This number cannot acknowledge alert {a.code}.")
-                changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)
+                changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)  # an int: by id
                 return twiml(f"Alert {a.code} acknowledged." if changed else f"Alert {a.code} was already acknowledged.")
         except alerting.AlertError as exc:
             return twiml(f"{exc}.")
@@ -254,6 +301,8 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         if client() is None:
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         state = request.args.get("state", "open")
+        if state not in STATE_FILTERS:
+            return error(400, f"'state' must be one of {', '.join(STATE_FILTERS)} (got {state[:32]!r})")
         states = {"open": OPEN_STATES, "all": None}.get(state, (state,))
         with sessions() as s:
             q = select(Alert).order_by(Alert.id.desc()).limit(500)
@@ -267,9 +316,9 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         with sessions() as s:
             try:
-                return jsonify(alert_json(alerting.find(s, ref)))
+                return jsonify(alert_json(lookup(s, ref)))
             except alerting.AlertError as exc:
-                return error(404, str(exc))
+                return error(409 if str(exc).startswith("ambiguous") else 404, str(exc))
 
     @app.post("/api/alerts/<ref>/<action>")
     def act(ref: str, action: str):  # type: ignore[no-untyped-def]
@@ -281,18 +330,21 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         if not isinstance(actor, str) or not actor.strip():
             return error(400, "'actor' (who is acting) is required")
         actor = f"api:{who}:{actor.strip()[:64]}"
+        if action not in ("ack", "resolve"):
+            return error(404, f"unknown action {action!r}; use ack or resolve")
         now = config.clock()
         try:
             with sessions.begin() as s:
+                alert_id = lookup(s, ref).id  # acknowledge/resolve read an int as an id
                 if action == "ack":
-                    changed = alerting.acknowledge(s, ref, actor=actor, via="api", now=now)
+                    changed = alerting.acknowledge(s, alert_id, actor=actor, via="api", now=now)
                     return jsonify(acknowledged=True, already=not changed)
-                if action == "resolve":
-                    note = data.get("note")
-                    a = alerting.resolve(s, ref, actor=actor, note=note if isinstance(note, str) else "", now=now)
-                    return jsonify(alert_json(a))
+                note = data.get("note")
+                a = alerting.resolve(s, alert_id, actor=actor, note=note if isinstance(note, str) else "", now=now)
+                return jsonify(alert_json(a))
         except alerting.AlertError as exc:
-            return error(404 if str(exc).startswith("no alert") else 409 if "already" in str(exc) else 400, str(exc))
-        return error(404, f"unknown action {action!r}; use ack or resolve")
+            message = str(exc)
+            return error(404 if message.startswith("no alert") else 409 if "already" in message or
+                         message.startswith("ambiguous") else 400, message)  # fmt: skip
 
     return app
