@@ -34,6 +34,11 @@ Rules:
 - An SMS reply names an alert by its code only; the EHR API takes an id or a code, and a reference
   that is both an alert's id and another alert's code is refused (409) rather than guessed.
 - ``state`` of ``GET /api/alerts`` must be one of ``STATE_FILTERS`` (400 naming the field).
+- An SMS reply acknowledges once: its ``MessageSid`` is stored (``ack_tokens``, nonce ``sms:<sid>``)
+  in the acknowledgement's transaction, so a replayed signed request changes nothing (Twilio's
+  signature has no timestamp). Every reply that did not acknowledge says "Not acknowledged".
+- A used ack link's page says so (409) instead of offering the form; only the duplicate nonce is
+  reported as "already used", any other database error is an internal error.
 """
 
 from __future__ import annotations
@@ -175,21 +180,32 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         payload, content_type = metrics()
         return Response(payload, content_type=content_type)
 
+    def link_used(s: Session, nonce: str) -> bool:
+        return s.scalar(select(AckToken.id).where(AckToken.nonce == nonce)) is not None
+
     @app.get("/ack/<token>")
     def ack_page(token: str):  # type: ignore[no-untyped-def]
         try:
             claims = acklinks.verify(config.ack_secret, token, config.clock(), config.ack_max_age)
         except acklinks.LinkError as exc:
-            return Response(f"<p>{escape(str(exc))}.</p>", status=410 if "expired" in str(exc) else 403)
+            return page(f"<p>{escape(str(exc))}.</p>", 410 if "expired" in str(exc) else 403)
         with sessions() as s:
             a = s.get(Alert, claims.alert_id)
             if a is None:
-                return Response("<p>Unknown alert.</p>", status=404)
-            return Response(
+                return page("<p>Unknown alert.</p>", 404)
+            if link_used(s, claims.nonce):
+                return page(f"<h1>Alert {escape(a.code)}</h1><p>This acknowledgement link was already used "
+                            f"(state: {escape(a.state)}).</p>", 409)  # fmt: skip
+            return page(
                 f"<h1>Alert {escape(a.code)} ({escape(a.urgency)})</h1><p>State: {escape(a.state)}.</p>"
                 f'<form method="post"><button type="submit">I take responsibility: acknowledge</button></form>',
-                content_type="text/html; charset=utf-8",
+                200,
             )
+
+    def page(html: str, status: int) -> Response:
+        """An ack page: never cached (shared ward computers), never framed, no referrer (the URL is a credential)."""
+        return Response(html, status=status, content_type="text/html; charset=utf-8", headers={
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})  # fmt: skip
 
     @app.post("/ack/<token>")
     def ack_link(token: str):  # type: ignore[no-untyped-def]
@@ -198,12 +214,21 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             claims = acklinks.verify(config.ack_secret, token, now, config.ack_max_age)
         except acklinks.LinkError as exc:
             return error(410 if "expired" in str(exc) else 403, str(exc))
+        used = False
         try:
             with sessions.begin() as s:
+                if s.get(Alert, claims.alert_id) is None:
+                    return error(404, "the alert of this acknowledgement link does not exist")
                 s.add(AckToken(nonce=claims.nonce, alert_id=claims.alert_id, used_at=now, used_by=claims.receiver))
-                s.flush()  # the unique nonce: a second use fails here, before anything changes
+                try:
+                    s.flush()  # the unique nonce: a second use fails here, before anything changes
+                except IntegrityError:
+                    used = True
+                    raise
                 changed = alerting.acknowledge(s, claims.alert_id, actor=f"link:{claims.receiver}", via="link", now=now)
         except IntegrityError:
+            if not used:
+                raise  # another constraint: an internal error, not "already used" (nothing was acknowledged)
             return error(409, "this acknowledgement link was already used")
         except alerting.AlertError as exc:
             return error(409, str(exc))
@@ -271,21 +296,35 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         code = sms_replies.parse_ack(params.get("Body"))
         if code is None:
             return twiml(sms_replies.HELP)
-        now = config.clock()
+        now, replayed = config.clock(), False
         try:
             with sessions.begin() as s:
                 a = s.scalars(select(Alert).where(Alert.code == code)).first()  # by code only: "ACK 23456" is no id
                 if a is None:
-                    return twiml(f"No alert has the code {code}. {sms_replies.HELP}")
+                    return twiml(f"Not acknowledged: no alert has the code {code}.")
                 who = next((name for name, r in a.policy_snapshot["receivers"].items() for c in r["contacts"]
                             if sender and sms_replies.normalise_number(c.get("to") or "") == sender), None)  # fmt: skip
                 if who is None:
                     audit_refusal(s, a.id, now)
-                    return twiml(f"This number cannot acknowledge alert {a.code}.")
+                    return twiml(f"Not acknowledged: this number cannot acknowledge alert {a.code}.")
+                sid = params.get("MessageSid", "")
+                if not sid or len(sid) > 60:
+                    return error(400, "MessageSid is required (at most 60 characters)")
+                s.add(AckToken(nonce=f"sms:{sid}", alert_id=a.id, used_at=now, used_by=f"sms:{who}"))
+                try:
+                    s.flush()  # a replayed request (same MessageSid, still validly signed) stops here
+                except IntegrityError:
+                    replayed = True
+                    raise
                 changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)  # an int: by id
                 return twiml(f"Alert {a.code} acknowledged." if changed else f"Alert {a.code} was already acknowledged.")
+        except IntegrityError:
+            if not replayed:
+                raise
+            log.warning("sms_reply_replayed")
+            return twiml(f"This reply was already recorded (alert {code}).")
         except alerting.AlertError as exc:
-            return twiml(f"{exc}.")
+            return twiml(f"Not acknowledged: {exc}.")
 
     def twiml(message: str) -> Response:
         return Response(f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escape(message)}</Message></Response>",

@@ -24,7 +24,7 @@ import re
 from collections.abc import Mapping
 
 _REPLY = re.compile(r"^\s*(?:ACK(?:NOWLEDGE)?\s+)?#?([A-Z0-9]{4,8})\s*[.!]?\s*$", re.IGNORECASE)
-HELP = "Reply ACK followed by the alert code, e.g. ACK K7Q2X."
+HELP = "Not acknowledged. Reply ACK followed by the alert code, e.g. ACK K7Q2X."
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:

@@ -4,6 +4,7 @@ acknowledge/resolve for the EHR, health. Time is controlled with time-machine.""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,8 @@ def sms_client(sessions):
     return create_app(sessions, cfg).test_client()
 
 
-def reply(client, body, sender="+447700900102", token=TWILIO_TOKEN, tamper=False):
-    params = {"From": sender, "To": "+447700900000", "Body": body, "MessageSid": "SM123"}
+def reply(client, body, sender="+447700900102", token=TWILIO_TOKEN, tamper=False, sid=None):
+    params = {"From": sender, "To": "+447700900000", "Body": body, "MessageSid": sid or f"SM{uuid.uuid4().hex}"}
     sig = sms_replies.twilio_signature(token, f"{PUBLIC}/sms/twilio", params)
     if tamper:
         params["Body"] = body + " "
@@ -187,7 +188,7 @@ def test_sms_reply_refusals(sms_client, sessions, alert_id):
     stranger = reply(sms_client, f"ACK {code}", sender="+15550000000")
     assert "cannot acknowledge" in stranger.text
     assert "Reply ACK followed by the alert code" in reply(sms_client, "what is this?").text
-    assert "No alert has the code ZZZZZ" in reply(sms_client, "ACK ZZZZZ").text
+    assert "Not acknowledged: no alert has the code ZZZZZ" in reply(sms_client, "ACK ZZZZZ").text
     with sessions() as s:
         assert s.get(Alert, alert_id).state == "triggered"
         assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "alert.ack_refused")) == "alert.ack_refused"
@@ -342,7 +343,7 @@ def test_an_sms_reply_with_an_all_digit_code_acknowledges_that_code_not_an_id(sm
     with sessions() as s:
         assert (s.get(Alert, other).state, s.get(Alert, alert_id).state) == ("acknowledged", "triggered")
     unknown = reply(sms_client, "ACK 99999")
-    assert "No alert has the code 99999" in unknown.text
+    assert "no alert has the code 99999" in unknown.text
 
 
 @time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
@@ -405,3 +406,40 @@ def test_a_non_ascii_gateway_signature_is_invalid():
     from worker.channels.sms_gateway import valid_signature
 
     assert valid_signature(SecretStr("s" * 32), b"{}", "\u00e9" * 64) is False
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_used_links_page_says_so_and_no_page_is_cached_or_framed(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
+    fresh = client.get(f"/ack/{token}")
+    assert fresh.headers["Cache-Control"] == "no-store" and fresh.headers["Referrer-Policy"] == "no-referrer"
+    assert fresh.headers["X-Frame-Options"] == "DENY"
+    assert client.post(f"/ack/{token}").status_code == 200
+    used = client.get(f"/ack/{token}")
+    assert used.status_code == 409 and b"already used" in used.data and b"<form" not in used.data
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_link_for_an_alert_that_does_not_exist_is_404_not_already_used(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id + 1000, "oncall-fellow", T0)
+    r = client.post(f"/ack/{token}")
+    assert r.status_code == 404 and "does not exist" in r.json["error"]
+
+
+def test_a_replayed_sms_reply_changes_nothing(sms_client, sessions, alert_id):
+    """Twilio's signature has no timestamp: a captured request replayed after an upgrade must not ack again."""
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    assert "acknowledged." in reply(sms_client, f"ACK {code}", sid="SMreplayed").text
+    with sessions.begin() as s:  # as an upgrade does: unacknowledged again
+        a = s.get(Alert, alert_id)
+        a.state, a.acked_at, a.acked_by = "triggered", None, None
+    again = reply(sms_client, f"ACK {code}", sid="SMreplayed")
+    assert again.status_code == 200 and "already recorded" in again.text
+    assert state(sessions, alert_id) == "triggered"
+    assert "acknowledged." in reply(sms_client, f"ACK {code}", sid="SMnew").text  # a new reply does
+
+
+@pytest.mark.parametrize("body", ["ack K7Q2X on my way", "yes", "ACK 12", "ok"])
+def test_a_reply_that_is_not_read_says_not_acknowledged(sms_client, body):
+    assert "Not acknowledged." in reply(sms_client, body).text
