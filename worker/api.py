@@ -160,9 +160,10 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
                 found = name
         return found
 
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        return data if isinstance(data, dict) else {}
+    def body() -> dict[str, Any] | None:
+        """The JSON object posted (any content type), or None when the body is not one."""
+        data = request.get_json(silent=True, force=True)
+        return data if isinstance(data, dict) else None
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
@@ -365,9 +366,11 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         if who is None:
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         data = body()
+        if data is None:
+            return error(400, "the body must be a JSON object, e.g. {\"actor\": \"dr.kim\"}")
         actor = data.get("actor")
         if not isinstance(actor, str) or not actor.strip():
-            return error(400, "'actor' (who is acting) is required")
+            return error(400, "'actor' (who is acting, a non-empty string) is required")
         actor = f"api:{who}:{actor.strip()[:64]}"
         if action not in ("ack", "resolve"):
             return error(404, f"unknown action {action!r}; use ack or resolve")
@@ -379,6 +382,8 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
                     changed = alerting.acknowledge(s, alert_id, actor=actor, via="api", now=now)
                     return jsonify(acknowledged=True, already=not changed)
                 note = data.get("note")
+                if note is not None and not isinstance(note, str):
+                    return error(400, "'note' must be a string")
                 a = alerting.resolve(s, alert_id, actor=actor, note=note if isinstance(note, str) else "", now=now)
                 return jsonify(alert_json(a))
         except alerting.AlertError as exc:

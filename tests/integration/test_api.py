@@ -443,3 +443,15 @@ def test_a_replayed_sms_reply_changes_nothing(sms_client, sessions, alert_id):
 @pytest.mark.parametrize("body", ["ack K7Q2X on my way", "yes", "ACK 12", "ok"])
 def test_a_reply_that_is_not_read_says_not_acknowledged(sms_client, body):
     assert "Not acknowledged." in reply(sms_client, body).text
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_body_that_is_not_a_json_object_is_refused_saying_so(client, sessions, alert_id):
+    for raw in (b"actor=dr.kim", b"[1]", b"", b"{bad"):
+        r = client.post(f"/api/alerts/{alert_id}/ack", data=raw, content_type="application/json", headers=AUTH)
+        assert r.status_code == 400 and "must be a JSON object" in r.json["error"], raw
+    plain = client.post(f"/api/alerts/{alert_id}/ack", data=b'{"actor": "dr.kim"}', content_type="text/plain", headers=AUTH)
+    assert plain.status_code == 200  # a client that forgets the content type is still understood
+    r = client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "dr.kim", "note": ["x"]}, headers=AUTH)
+    assert r.status_code == 400 and r.json["error"] == "'note' must be a string"
+    assert state(sessions, alert_id) == "acknowledged"
