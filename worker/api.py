@@ -37,6 +37,8 @@ Rules:
 - An SMS reply acknowledges once: its ``MessageSid`` is stored (``ack_tokens``, nonce ``sms:<sid>``)
   in the acknowledgement's transaction, so a replayed signed request changes nothing (Twilio's
   signature has no timestamp). Every reply that did not acknowledge says "Not acknowledged".
+- With a Twilio auth token but no ``public_url`` it starts, with a ``public_url_missing`` warning:
+  behind a TLS proxy every reply would fail its signature check.
 - A used ack link's page says so (409) instead of offering the form; only the duplicate nonce is
   reported as "already used", any other database error is an internal error.
 """
@@ -108,6 +110,9 @@ def alert_json(a: Alert) -> dict[str, Any]:
 
 def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
     app = Flask("crs-alert")
+    if config.twilio_auth_token and not config.public_url:  # the operator's error that refuses every SMS reply
+        log.warning("public_url_missing", component="api", reason="CRS_PUBLIC_URL is not set: Twilio signatures "
+                    "are checked against the URL this process sees, which behind a proxy is not the one Twilio called")  # fmt: skip
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # read (and signature-checked) only up to this
 
     @app.errorhandler(413)

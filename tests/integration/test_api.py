@@ -455,3 +455,12 @@ def test_a_body_that_is_not_a_json_object_is_refused_saying_so(client, sessions,
     r = client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "dr.kim", "note": ["x"]}, headers=AUTH)
     assert r.status_code == 400 and r.json["error"] == "'note' must be a string"
     assert state(sessions, alert_id) == "acknowledged"
+
+
+def test_sms_replies_without_a_public_url_are_warned_about_at_start():
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        dead_client(twilio_auth_token=TWILIO_TOKEN)
+        dead_client(twilio_auth_token=TWILIO_TOKEN, public_url=PUBLIC)
+    assert [e["event"] for e in logs] == ["public_url_missing"]
