@@ -1,10 +1,12 @@
 """`crs-alert api`: acknowledgement links, acknowledge/resolve for clinicians and the EHR, health, metrics.
 
 Endpoints:
-- ``GET /ack/<token>``: a confirmation page (alert code and urgency only, no clinical data). A GET
-  never acknowledges: mail scanners and link previews fetch links by themselves.
-- ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410) and
-  unused (409: single use, its nonce is stored in the same transaction as the acknowledgement).
+- ``GET /ack/<token>``: a confirmation page (alert code and urgency only, no clinical data), or 409
+  saying the link was already used. A GET never acknowledges: mail scanners and link previews fetch
+  links by themselves.
+- ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410), name an
+  existing alert (404) and be unused (409: single use, its nonce is stored in the same transaction
+  as the acknowledgement).
 - ``GET /api/alerts[?state=open|acknowledged|resolved|all]``, ``GET /api/alerts/<id or code>``,
   ``POST /api/alerts/<id or code>/ack`` ({"actor"}), ``POST /api/alerts/<id or code>/resolve``
   ({"actor", "note"}): with ``Authorization: Bearer <token>``; each client has its own token
