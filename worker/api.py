@@ -1,10 +1,12 @@
 """`crs-alert api`: acknowledgement links, acknowledge/resolve for clinicians and the EHR, health, metrics.
 
 Endpoints:
-- ``GET /ack/<token>``: a confirmation page (alert code and urgency only, no clinical data). A GET
-  never acknowledges: mail scanners and link previews fetch links by themselves.
-- ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410) and
-  unused (409: single use, its nonce is stored in the same transaction as the acknowledgement).
+- ``GET /ack/<token>``: a confirmation page (alert code and urgency only, no clinical data), or 409
+  saying the link was already used. A GET never acknowledges: mail scanners and link previews fetch
+  links by themselves.
+- ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410), name an
+  existing alert (404) and be unused (409: single use, its nonce is stored in the same transaction
+  as the acknowledgement).
 - ``GET /api/alerts[?state=open|acknowledged|resolved|all]``, ``GET /api/alerts/<id or code>``,
   ``POST /api/alerts/<id or code>/ack`` ({"actor"}), ``POST /api/alerts/<id or code>/resolve``
   ({"actor", "note"}): with ``Authorization: Bearer <token>``; each client has its own token
@@ -25,6 +27,22 @@ Endpoints:
 - ``GET /healthz``: 200 when the database answers, else 503. ``GET /metrics``: Prometheus.
 Errors are JSON ``{"error": "..."}`` with a status that says what happened; nothing echoes secrets.
 A request body over ``MAX_BODY_BYTES`` is refused (413) before it is read.
+
+Rules:
+- An unexpected failure answers 503 (database unavailable) or 500 with a fixed message, never an
+  exception message or traceback; it is logged as ``api_request_failed`` with the endpoint's name,
+  never the path (an ack link's path is a live credential) or the body. An SMS reply that cannot
+  be recorded is answered by SMS: "NOT acknowledged", so the clinician does not believe it was.
+- An SMS reply names an alert by its code only; the EHR API takes an id or a code, and a reference
+  that is both an alert's id and another alert's code is refused (409) rather than guessed.
+- ``state`` of ``GET /api/alerts`` must be one of ``STATE_FILTERS`` (400 naming the field).
+- An SMS reply acknowledges once: its ``MessageSid`` is stored (``ack_tokens``, nonce ``sms:<sid>``)
+  in the acknowledgement's transaction, so a replayed signed request changes nothing (Twilio's
+  signature has no timestamp). Every reply that did not acknowledge says "Not acknowledged".
+- With a Twilio auth token but no ``public_url`` it starts, with a ``public_url_missing`` warning:
+  behind a TLS proxy every reply would fail its signature check.
+- A used ack link's page says so (409) instead of offering the form; only the duplicate nonce is
+  reported as "already used", any other database error is an internal error.
 """
 
 from __future__ import annotations
@@ -39,8 +57,10 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from sqlalchemy import select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.exceptions import HTTPException
 
 from worker import acklinks, alerting, delivery, sms_replies
 from worker.channels.sms_gateway import SIGNATURE_HEADER, StatusCallback, valid_signature
@@ -50,6 +70,8 @@ from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
 
 log = get_logger(__name__)
 MAX_BODY_BYTES = 256 << 10  # every request this API takes is a few KiB at most
+STATE_FILTERS = ("open", "triggered", "acknowledged", "resolved", "all")
+NOT_RECORDED_SMS = "NOT acknowledged: the alerting system could not record your reply. Try again or phone the unit."
 
 
 @dataclass(frozen=True)
@@ -90,29 +112,65 @@ def alert_json(a: Alert) -> dict[str, Any]:
 
 def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Callable[[], tuple[bytes, str]] | None = None) -> Flask:
     app = Flask("crs-alert")
+    if config.twilio_auth_token and not config.public_url:  # the operator's error that refuses every SMS reply
+        log.warning("public_url_missing", component="api", reason="CRS_PUBLIC_URL is not set: Twilio signatures "
+                    "are checked against the URL this process sees, which behind a proxy is not the one Twilio called")  # fmt: skip
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES  # read (and signature-checked) only up to this
 
     @app.errorhandler(413)
     def too_large(_exc):  # type: ignore[no-untyped-def]
         return jsonify(error=f"request body larger than {MAX_BODY_BYTES} bytes"), 413
 
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        return jsonify(error=(exc.name or "error").lower()), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        unavailable = isinstance(exc, OperationalError | PoolTimeout)
+        status = 503 if unavailable else 500
+        log.error("api_request_failed", component=request.endpoint, http_status=status, exc_info=exc)
+        if request.endpoint == "sms_reply":
+            return twiml(NOT_RECORDED_SMS)  # Twilio sends no reply for an error status: say it was not done
+        message = "the database is unavailable; try again" if unavailable else "internal error"
+        if request.endpoint == "ack_page":
+            return Response(f"<p>Not available: {message}. Acknowledge by SMS or phone.</p>", status=status,
+                            content_type="text/html; charset=utf-8")  # fmt: skip
+        return error(status, message)
+
     def error(status: int, message: str) -> tuple[Response, int]:
         return jsonify(error=message), status
 
+    def lookup(s: Session, ref: str) -> Alert:
+        """The alert ``ref`` names (an id or a code); AlertError when none, or when it names two."""
+        by_code = s.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
+        if not (ref.isascii() and ref.isdigit()):
+            if by_code is None:
+                raise alerting.AlertError(f"no alert {ref!r}")
+            return by_code
+        if by_code is None:
+            return alerting.find(s, ref)  # by id
+        by_id = s.get(Alert, int(ref)) if int(ref) <= 2**63 - 1 else None
+        if by_id is not None and by_id.id != by_code.id:
+            raise alerting.AlertError(f"ambiguous reference {ref!r}: it is the id of alert {by_id.code} and the code "
+                                      f"of alert id {by_code.id}; use /api/alerts/{by_code.id} or /api/alerts/{by_id.code}")  # fmt: skip
+        return by_code
+
     def client() -> str | None:
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        scheme, _, given_text = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
             return None
-        given = header[7:].strip().encode()
+        given = given_text.strip().encode()
         found = None
         for name, token in config.api_tokens.items():  # check every token: constant time per request
             if hmac.compare_digest(given, token.encode()):
                 found = name
         return found
 
-    def body() -> dict[str, Any]:
-        data = request.get_json(silent=True)
-        return data if isinstance(data, dict) else {}
+    def body() -> dict[str, Any] | None:
+        """The JSON object posted (any content type), or None when the body is not one."""
+        data = request.get_json(silent=True, force=True)
+        return data if isinstance(data, dict) else None
 
     @app.get("/healthz")
     def healthz():  # type: ignore[no-untyped-def]
@@ -130,21 +188,32 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         payload, content_type = metrics()
         return Response(payload, content_type=content_type)
 
+    def link_used(s: Session, nonce: str) -> bool:
+        return s.scalar(select(AckToken.id).where(AckToken.nonce == nonce)) is not None
+
     @app.get("/ack/<token>")
     def ack_page(token: str):  # type: ignore[no-untyped-def]
         try:
             claims = acklinks.verify(config.ack_secret, token, config.clock(), config.ack_max_age)
         except acklinks.LinkError as exc:
-            return Response(f"<p>{escape(str(exc))}.</p>", status=410 if "expired" in str(exc) else 403)
+            return page(f"<p>{escape(str(exc))}.</p>", 410 if "expired" in str(exc) else 403)
         with sessions() as s:
             a = s.get(Alert, claims.alert_id)
             if a is None:
-                return Response("<p>Unknown alert.</p>", status=404)
-            return Response(
+                return page("<p>Unknown alert.</p>", 404)
+            if link_used(s, claims.nonce):
+                return page(f"<h1>Alert {escape(a.code)}</h1><p>This acknowledgement link was already used "
+                            f"(state: {escape(a.state)}).</p>", 409)  # fmt: skip
+            return page(
                 f"<h1>Alert {escape(a.code)} ({escape(a.urgency)})</h1><p>State: {escape(a.state)}.</p>"
                 f'<form method="post"><button type="submit">I take responsibility: acknowledge</button></form>',
-                content_type="text/html; charset=utf-8",
+                200,
             )
+
+    def page(html: str, status: int) -> Response:
+        """An ack page: never cached (shared ward computers), never framed, no referrer (the URL is a credential)."""
+        return Response(html, status=status, content_type="text/html; charset=utf-8", headers={
+            "Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"})  # fmt: skip
 
     @app.post("/ack/<token>")
     def ack_link(token: str):  # type: ignore[no-untyped-def]
@@ -153,12 +222,21 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             claims = acklinks.verify(config.ack_secret, token, now, config.ack_max_age)
         except acklinks.LinkError as exc:
             return error(410 if "expired" in str(exc) else 403, str(exc))
+        used = False
         try:
             with sessions.begin() as s:
+                if s.get(Alert, claims.alert_id) is None:
+                    return error(404, "the alert of this acknowledgement link does not exist")
                 s.add(AckToken(nonce=claims.nonce, alert_id=claims.alert_id, used_at=now, used_by=claims.receiver))
-                s.flush()  # the unique nonce: a second use fails here, before anything changes
+                try:
+                    s.flush()  # the unique nonce: a second use fails here, before anything changes
+                except IntegrityError:
+                    used = True
+                    raise
                 changed = alerting.acknowledge(s, claims.alert_id, actor=f"link:{claims.receiver}", via="link", now=now)
         except IntegrityError:
+            if not used:
+                raise  # another constraint: an internal error, not "already used" (nothing was acknowledged)
             return error(409, "this acknowledgement link was already used")
         except alerting.AlertError as exc:
             return error(409, str(exc))
@@ -226,19 +304,35 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         code = sms_replies.parse_ack(params.get("Body"))
         if code is None:
             return twiml(sms_replies.HELP)
-        now = config.clock()
+        now, replayed = config.clock(), False
         try:
             with sessions.begin() as s:
-                a = alerting.find(s, code)
-                who = next((name for name, r in a.policy_snapshot["receivers"].items()
-                            for c in r["contacts"] if c.get("to") and sms_replies.normalise_number(c["to"]) == sender), None)  # fmt: skip
+                a = s.scalars(select(Alert).where(Alert.code == code)).first()  # by code only: "ACK 23456" is no id
+                if a is None:
+                    return twiml(f"Not acknowledged: no alert has the code {code}.")
+                who = next((name for name, r in a.policy_snapshot["receivers"].items() for c in r["contacts"]
+                            if sender and sms_replies.normalise_number(c.get("to") or "") == sender), None)  # fmt: skip
                 if who is None:
                     audit_refusal(s, a.id, now)
-                    return twiml(f"This number cannot acknowledge alert {a.code}.")
-                changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)
+                    return twiml(f"Not acknowledged: this number cannot acknowledge alert {a.code}.")
+                sid = params.get("MessageSid", "")
+                if not sid or len(sid) > 60:
+                    return error(400, "MessageSid is required (at most 60 characters)")
+                s.add(AckToken(nonce=f"sms:{sid}", alert_id=a.id, used_at=now, used_by=f"sms:{who}"))
+                try:
+                    s.flush()  # a replayed request (same MessageSid, still validly signed) stops here
+                except IntegrityError:
+                    replayed = True
+                    raise
+                changed = alerting.acknowledge(s, a.id, actor=f"sms:{who}", via="sms", now=now)  # an int: by id
                 return twiml(f"Alert {a.code} acknowledged." if changed else f"Alert {a.code} was already acknowledged.")
+        except IntegrityError:
+            if not replayed:
+                raise
+            log.warning("sms_reply_replayed")
+            return twiml(f"This reply was already recorded (alert {code}).")
         except alerting.AlertError as exc:
-            return twiml(f"{exc}.")
+            return twiml(f"Not acknowledged: {exc}.")
 
     def twiml(message: str) -> Response:
         return Response(f"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{escape(message)}</Message></Response>",
@@ -254,6 +348,8 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         if client() is None:
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         state = request.args.get("state", "open")
+        if state not in STATE_FILTERS:
+            return error(400, f"'state' must be one of {', '.join(STATE_FILTERS)} (got {state[:32]!r})")
         states = {"open": OPEN_STATES, "all": None}.get(state, (state,))
         with sessions() as s:
             q = select(Alert).order_by(Alert.id.desc()).limit(500)
@@ -267,9 +363,9 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         with sessions() as s:
             try:
-                return jsonify(alert_json(alerting.find(s, ref)))
+                return jsonify(alert_json(lookup(s, ref)))
             except alerting.AlertError as exc:
-                return error(404, str(exc))
+                return error(409 if str(exc).startswith("ambiguous") else 404, str(exc))
 
     @app.post("/api/alerts/<ref>/<action>")
     def act(ref: str, action: str):  # type: ignore[no-untyped-def]
@@ -277,22 +373,29 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         if who is None:
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         data = body()
+        if data is None:
+            return error(400, "the body must be a JSON object, e.g. {\"actor\": \"dr.kim\"}")
         actor = data.get("actor")
         if not isinstance(actor, str) or not actor.strip():
-            return error(400, "'actor' (who is acting) is required")
+            return error(400, "'actor' (who is acting, a non-empty string) is required")
         actor = f"api:{who}:{actor.strip()[:64]}"
+        if action not in ("ack", "resolve"):
+            return error(404, f"unknown action {action!r}; use ack or resolve")
         now = config.clock()
         try:
             with sessions.begin() as s:
+                alert_id = lookup(s, ref).id  # acknowledge/resolve read an int as an id
                 if action == "ack":
-                    changed = alerting.acknowledge(s, ref, actor=actor, via="api", now=now)
+                    changed = alerting.acknowledge(s, alert_id, actor=actor, via="api", now=now)
                     return jsonify(acknowledged=True, already=not changed)
-                if action == "resolve":
-                    note = data.get("note")
-                    a = alerting.resolve(s, ref, actor=actor, note=note if isinstance(note, str) else "", now=now)
-                    return jsonify(alert_json(a))
+                note = data.get("note")
+                if note is not None and not isinstance(note, str):
+                    return error(400, "'note' must be a string")
+                a = alerting.resolve(s, alert_id, actor=actor, note=note if isinstance(note, str) else "", now=now)
+                return jsonify(alert_json(a))
         except alerting.AlertError as exc:
-            return error(404 if str(exc).startswith("no alert") else 409 if "already" in str(exc) else 400, str(exc))
-        return error(404, f"unknown action {action!r}; use ack or resolve")
+            message = str(exc)
+            return error(404 if message.startswith("no alert") else 409 if "already" in message or
+                         message.startswith("ambiguous") else 400, message)  # fmt: skip
 
     return app

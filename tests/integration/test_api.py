@@ -4,6 +4,7 @@ acknowledge/resolve for the EHR, health. Time is controlled with time-machine.""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from pathlib import Path
 
 import pytest
@@ -159,8 +160,8 @@ def sms_client(sessions):
     return create_app(sessions, cfg).test_client()
 
 
-def reply(client, body, sender="+447700900102", token=TWILIO_TOKEN, tamper=False):
-    params = {"From": sender, "To": "+447700900000", "Body": body, "MessageSid": "SM123"}
+def reply(client, body, sender="+447700900102", token=TWILIO_TOKEN, tamper=False, sid=None):
+    params = {"From": sender, "To": "+447700900000", "Body": body, "MessageSid": sid or f"SM{uuid.uuid4().hex}"}
     sig = sms_replies.twilio_signature(token, f"{PUBLIC}/sms/twilio", params)
     if tamper:
         params["Body"] = body + " "
@@ -187,7 +188,7 @@ def test_sms_reply_refusals(sms_client, sessions, alert_id):
     stranger = reply(sms_client, f"ACK {code}", sender="+15550000000")
     assert "cannot acknowledge" in stranger.text
     assert "Reply ACK followed by the alert code" in reply(sms_client, "what is this?").text
-    assert "no alert" in reply(sms_client, "ACK ZZZZZ").text
+    assert "Not acknowledged: no alert has the code ZZZZZ" in reply(sms_client, "ACK ZZZZZ").text
     with sessions() as s:
         assert s.get(Alert, alert_id).state == "triggered"
         assert s.scalar(select(AuditEntry.action).where(AuditEntry.action == "alert.ack_refused")) == "alert.ack_refused"
@@ -273,3 +274,193 @@ def test_a_body_over_the_limit_is_refused_with_a_json_error(client, alert_id):
     assert r.status_code == 413
     fits = client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "dr.kim", "note": "x" * 1000}, headers=AUTH)
     assert fits.status_code == 200  # a note of normal size still goes through
+
+
+# ---- audit 2026-12-03: failures, references, senders, filters ---------------------------------
+
+import io  # noqa: E402
+import json as _json  # noqa: E402
+
+from worker.logs import configure_logging  # noqa: E402
+
+
+def dead_client(**config):
+    engine = make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
+    return create_app(session_factory(engine), ApiConfig(ack_secret=SECRET, api_tokens={"ehr": EHR_TOKEN}, **config)).test_client()
+
+
+def test_a_database_failure_answers_503_json_and_logs_neither_the_link_nor_a_message():
+    """An ack link's path is a live credential: a failure logs the endpoint's name, never the path."""
+    out = io.StringIO()
+    configure_logging(json=True, level="INFO", stream=out)
+    token = acklinks.issue(SECRET, 7, "oncall-fellow", dt.datetime.now(dt.UTC))
+    c = dead_client()
+    r = c.post(f"/ack/{token}")
+    assert r.status_code == 503 and r.json == {"error": "the database is unavailable; try again"}
+    page = c.get(f"/ack/{token}")
+    assert page.status_code == 503 and b"Acknowledge by SMS or phone" in page.data and b"Traceback" not in page.data
+    assert c.get("/api/alerts", headers=AUTH).status_code == 503
+    logged = out.getvalue()
+    assert token not in logged and token.split(".")[0] not in logged and "127.0.0.1" not in logged
+    events = [_json.loads(line) for line in logged.splitlines()]
+    failed = [e for e in events if e["event"] == "api_request_failed"]
+    assert {e["component"] for e in failed} == {"ack_link", "ack_page", "list_alerts"}
+    assert {e["http_status"] for e in failed} == {503} and all(e["error_type"] == "OperationalError" for e in failed)
+
+
+def test_an_sms_reply_that_cannot_be_recorded_says_not_acknowledged():
+    """Twilio sends no reply for an error status: the clinician must not take silence for success."""
+    c = dead_client(public_url=PUBLIC, twilio_auth_token=TWILIO_TOKEN)
+    r = reply(c, "ACK K7Q2X")
+    assert r.status_code == 200 and "NOT acknowledged" in r.text and r.content_type == "application/xml"
+
+
+def test_unknown_paths_and_methods_answer_json():
+    c = dead_client()
+    assert (c.get("/nope").status_code, c.get("/nope").json) == (404, {"error": "not found"})
+    assert (c.put("/healthz").status_code, c.put("/healthz").json) == (405, {"error": "method not allowed"})
+
+
+def set_code(sessions, alert_id, code):
+    with sessions.begin() as s:
+        s.get(Alert, alert_id).code = code
+
+
+def second_alert(sessions):
+    with sessions.begin() as s:
+        return alerting.on_evaluation(s, ev(patient_id="P-test-2", vitals={"temperature_c": 38.6}, oxygen={"device": "facemask"}),
+                                      None, RULES, T0, episode="unenrolled").alert_id  # fmt: skip
+
+
+def test_an_sms_reply_with_an_all_digit_code_acknowledges_that_code_not_an_id(sms_client, sessions, alert_id):
+    """Codes use the digits 2-9: 1 in 1024 is all digits ("23456"), and must not be read as the id of
+    another alert (here the code is the first alert's id, zero-padded, to make both exist)."""
+    other = second_alert(sessions)
+    digits = f"{alert_id:05d}"
+    set_code(sessions, other, digits)
+    r = reply(sms_client, f"ACK {digits}")
+    assert f"Alert {digits} acknowledged." in r.text
+    with sessions() as s:
+        assert (s.get(Alert, other).state, s.get(Alert, alert_id).state) == ("acknowledged", "triggered")
+    unknown = reply(sms_client, "ACK 99999")
+    assert "no alert has the code 99999" in unknown.text
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_the_ehr_api_refuses_a_reference_that_is_an_id_and_another_alerts_code(client, sessions, alert_id):
+    other = second_alert(sessions)
+    digits = str(alert_id)
+    with sessions() as s:
+        first_code = s.get(Alert, alert_id).code
+    set_code(sessions, other, digits)
+    shown = client.get(f"/api/alerts/{digits}", headers=AUTH)
+    assert shown.status_code == 409 and "ambiguous reference" in shown.json["error"] and first_code in shown.json["error"]
+    acked = client.post(f"/api/alerts/{digits}/ack", json={"actor": "dr.kim"}, headers=AUTH)
+    assert acked.status_code == 409
+    assert (state(sessions, alert_id), state(sessions, other)) == ("triggered", "triggered")
+    assert client.get(f"/api/alerts/{other}", headers=AUTH).json["code"] == digits  # its id is unambiguous
+    assert client.post(f"/api/alerts/{first_code}/ack", json={"actor": "dr.kim"}, headers=AUTH).status_code == 200
+
+
+def test_an_sms_reply_without_a_sender_number_matches_no_e_mail_contact(sms_client, sessions, alert_id):
+    """A contact's e-mail address is not a phone number: an empty or non-numeric From matches nothing."""
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    for sender in ("", "charge-nurse", "haem-charge-nurse@hospital.example"):
+        assert "cannot acknowledge" in reply(sms_client, f"ACK {code}", sender=sender).text
+    assert state(sessions, alert_id) == "triggered"
+
+
+@pytest.mark.parametrize(
+    ("value", "normalised"),
+    [("+44 7700 900102", "+447700900102"), ("+1 (555) 010-0199", "+15550100199"), ("", ""),
+     ("haem-charge-nurse@hospital.example", ""), ("https://hooks.example/1234567", ""), ("+44 7700 x", "")],
+)
+def test_normalise_number(value, normalised):
+    assert sms_replies.normalise_number(value) == normalised
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_an_unknown_state_filter_is_refused_naming_the_field(client, alert_id):
+    r = client.get("/api/alerts?state=acked", headers=AUTH)
+    assert r.status_code == 400 and r.json["error"].startswith("'state' must be one of open, triggered, acknowledged")
+    assert [a["id"] for a in client.get("/api/alerts?state=triggered", headers=AUTH).json["alerts"]] == [alert_id]
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_the_bearer_scheme_is_case_insensitive_and_an_empty_token_is_refused(client, alert_id):
+    assert client.get("/api/alerts", headers={"Authorization": f"bearer {EHR_TOKEN}"}).status_code == 200
+    for header in ("Bearer ", "Bearer", EHR_TOKEN, f"Basic {EHR_TOKEN}", f"Bearer {EHR_TOKEN}x"):
+        assert client.get("/api/alerts", headers={"Authorization": header}).status_code == 401, header
+
+
+def test_a_non_ascii_signature_header_is_refused_not_a_server_error(sms_client):
+    params = {"From": "+447700900102", "Body": "ACK K7Q2X"}
+    r = sms_client.post("/sms/twilio", data=params, headers={"X-Twilio-Signature": "\u00e9t\u00e9"})
+    assert r.status_code == 403
+
+
+def test_a_non_ascii_gateway_signature_is_invalid():
+    from pydantic import SecretStr
+
+    from worker.channels.sms_gateway import valid_signature
+
+    assert valid_signature(SecretStr("s" * 32), b"{}", "\u00e9" * 64) is False
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_used_links_page_says_so_and_no_page_is_cached_or_framed(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
+    fresh = client.get(f"/ack/{token}")
+    assert fresh.headers["Cache-Control"] == "no-store" and fresh.headers["Referrer-Policy"] == "no-referrer"
+    assert fresh.headers["X-Frame-Options"] == "DENY"
+    assert client.post(f"/ack/{token}").status_code == 200
+    used = client.get(f"/ack/{token}")
+    assert used.status_code == 409 and b"already used" in used.data and b"<form" not in used.data
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_link_for_an_alert_that_does_not_exist_is_404_not_already_used(client, sessions, alert_id):
+    token = acklinks.issue(SECRET, alert_id + 1000, "oncall-fellow", T0)
+    r = client.post(f"/ack/{token}")
+    assert r.status_code == 404 and "does not exist" in r.json["error"]
+
+
+def test_a_replayed_sms_reply_changes_nothing(sms_client, sessions, alert_id):
+    """Twilio's signature has no timestamp: a captured request replayed after an upgrade must not ack again."""
+    with sessions() as s:
+        code = s.get(Alert, alert_id).code
+    assert "acknowledged." in reply(sms_client, f"ACK {code}", sid="SMreplayed").text
+    with sessions.begin() as s:  # as an upgrade does: unacknowledged again
+        a = s.get(Alert, alert_id)
+        a.state, a.acked_at, a.acked_by = "triggered", None, None
+    again = reply(sms_client, f"ACK {code}", sid="SMreplayed")
+    assert again.status_code == 200 and "already recorded" in again.text
+    assert state(sessions, alert_id) == "triggered"
+    assert "acknowledged." in reply(sms_client, f"ACK {code}", sid="SMnew").text  # a new reply does
+
+
+@pytest.mark.parametrize("body", ["ack K7Q2X on my way", "yes", "ACK 12", "ok"])
+def test_a_reply_that_is_not_read_says_not_acknowledged(sms_client, body):
+    assert "Not acknowledged." in reply(sms_client, body).text
+
+
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_body_that_is_not_a_json_object_is_refused_saying_so(client, sessions, alert_id):
+    for raw in (b"actor=dr.kim", b"[1]", b"", b"{bad"):
+        r = client.post(f"/api/alerts/{alert_id}/ack", data=raw, content_type="application/json", headers=AUTH)
+        assert r.status_code == 400 and "must be a JSON object" in r.json["error"], raw
+    plain = client.post(f"/api/alerts/{alert_id}/ack", data=b'{"actor": "dr.kim"}', content_type="text/plain", headers=AUTH)
+    assert plain.status_code == 200  # a client that forgets the content type is still understood
+    r = client.post(f"/api/alerts/{alert_id}/resolve", json={"actor": "dr.kim", "note": ["x"]}, headers=AUTH)
+    assert r.status_code == 400 and r.json["error"] == "'note' must be a string"
+    assert state(sessions, alert_id) == "acknowledged"
+
+
+def test_sms_replies_without_a_public_url_are_warned_about_at_start():
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        dead_client(twilio_auth_token=TWILIO_TOKEN)
+        dead_client(twilio_auth_token=TWILIO_TOKEN, public_url=PUBLIC)
+    assert [e["event"] for e in logs] == ["public_url_missing"]

@@ -160,7 +160,8 @@ def valid_signature(secret: SecretStr, body: bytes, header: str | None) -> bool:
     """Whether ``header`` is the hex HMAC-SHA256 of ``body`` (compared in constant time)."""
     if not header:
         return False
-    return hmac.compare_digest(signature(secret.get_secret_value(), body), header.strip().lower())
+    given = header.strip().lower().encode("utf-8", "replace")  # bytes: a non-ASCII header is wrong, not a TypeError
+    return hmac.compare_digest(signature(secret.get_secret_value(), body).encode(), given)
 
 
 def _walk(value: Any, path: str) -> Any:

@@ -11,7 +11,8 @@
   ``status``: pending -> sending -> sent | failed | dead; or suppressed (inhibited/silenced, with
   the reason) or deferred (quiet hours, ``not_before``).
 - ``delivery_attempts``: every try, written before the send and completed after it.
-- ``ack_tokens``: the nonce of every acknowledgement link that was used (single use).
+- ``ack_tokens``: the nonce of every acknowledgement link that was used (single use), and
+  ``sms:<MessageSid>`` of every SMS reply that reached an acknowledgement (a replay is refused).
 """
 
 from __future__ import annotations
