@@ -176,6 +176,22 @@ def test_event_is_visible_in_sms(event, step, repeat, sms_start):
         assert r.text.endswith("Reply ACK K7Q2 https://ack.example.org/a/Zx81")
 
 
+def test_an_sms_channel_without_a_reply_path_never_invites_a_reply():
+    """A generic gateway's replies reach nobody: its SMS gives the code and the link instead."""
+    c = sick_content()
+    text = render(c, "http_sms", False, 306, replies=False).text
+    assert "Reply" not in text and "reply" not in text
+    assert text.endswith("Alert K7Q2. https://ack.example.org/a/Zx81")
+    short = render(c, "http_sms", False, 100, replies=False).text
+    assert gsm7_length(short) <= 100 and "Alert K7Q2." in short and "Reply" not in short
+
+
+def test_only_the_twilio_kind_takes_replies():
+    from worker.channels.registry import load_channel_kinds
+
+    assert {kind for kind, cls in load_channel_kinds().items() if cls.accepts_replies} == {"twilio_sms"}
+
+
 # ------------------------------------------------------------------------------------------- SMS
 
 

@@ -192,7 +192,7 @@ def _message(c: _Claim, code: str, channel: Channel, links: AckLinks | None, tem
         advice=content.get("advice") or "", vitals=vitals, recorded_at=content.get("recorded_at") or now.isoformat(),
         ack_url=ack_url, step=c.step, repeat=c.repeat, reference=f"ntf-{c.id}",
     )  # fmt: skip
-    rendered = render(ac, channel.kind, channel.secure, channel.max_length, templates)
+    rendered = render(ac, channel.kind, channel.secure, channel.max_length, templates, replies=channel.accepts_replies)
     if rendered.template_errors:  # the built-in message went out instead; the admin must hear of it
         report.template_errors.extend(rendered.template_errors)
     return OutboundMessage(

@@ -315,9 +315,10 @@ def builtin_short(c: AlertContent) -> str:
     return " ".join(p for p in parts if p)
 
 
-def ack_tails(c: AlertContent, *, sms: bool) -> list[str]:
-    """Acknowledge tails in order of preference: with the link, then the code alone."""
-    code = f"Reply ACK {c.alert_code}" if sms else f"Alert {c.alert_code}."
+def ack_tails(c: AlertContent, *, sms: bool, replies: bool = True) -> list[str]:
+    """Acknowledge tails in order of preference: with the link, then the code alone. An SMS
+    invites "Reply ACK <code>" only when its channel takes replies (``replies``)."""
+    code = f"Reply ACK {c.alert_code}" if sms and replies else f"Alert {c.alert_code}."
     tails = []
     if c.ack_url and c.event not in ("alert.acknowledged", "alert.resolved"):
         tails.append(f"{code} {c.ack_url}" if sms else f"{code} Ack: {c.ack_url}")
@@ -581,12 +582,15 @@ def render(
     secure: bool,
     max_length: int | None,
     templates: Templates | None = None,
+    *,
+    replies: bool = True,
 ) -> Rendered:
     """Subject, text, HTML (secure channels) and JSON payload of ``content`` for one channel.
 
     * secure: rich text and HTML (grades, red flags, reasons, vitals, advice, infection sentence).
     * not secure: short text plus the acknowledge tail; ``max_length`` set means SMS (GSM-7,
-      "Reply ACK <code>", at most ``max_length`` septets).
+      "Reply ACK <code>" when the channel takes replies (``replies``: the caller passes the
+      channel's ``accepts_replies``), at most ``max_length`` septets).
     * ``templates`` override parts for ``channel_kind``; any failure -> built-in message and
       ``template_errors``.
     """
@@ -607,7 +611,7 @@ def render(
     if secure:
         text = body
     else:
-        text = fit_text(body, ack_tails(content, sms=sms), max_length, gsm7=sms)
+        text = fit_text(body, ack_tails(content, sms=sms, replies=replies), max_length, gsm7=sms)
         if sms:
             subject = to_gsm7(subject)
     return Rendered(subject, text, html, build_payload(content, secure=secure), errors)

@@ -212,6 +212,9 @@ class Channel(ABC):
     * ``secure``: whether the channel may carry clinical detail (reasons, vitals, advice); SMS and
       chat are not secure.
     * ``max_length``: characters (GSM-7 septets) the text may use; None when unlimited.
+    * ``accepts_replies``: whether a reply to this channel's messages reaches crs-alert (an SMS
+      kind whose provider posts replies to the api: ``twilio_sms``). Only then does an SMS invite
+      "Reply ACK <code>"; otherwise it gives the code and the link, never a reply that goes nowhere.
     * A channel object holds no per-message state: ``send`` may be called from several threads.
     """
 
@@ -219,6 +222,7 @@ class Channel(ABC):
     Config: ClassVar[type[ChannelConfig]]
     secure: bool = False
     max_length: int | None = None
+    accepts_replies: bool = False
 
     def __init__(self, name: str, config: ChannelConfig) -> None:
         self.name = name

@@ -61,6 +61,7 @@ def refine(status: int, body: Any) -> Outcome | None:
 
 
 class TwilioChannel(Channel):
+    accepts_replies = True  # replies are posted to the api's /sms/twilio
     kind = "twilio_sms"
     Config = TwilioConfig
     secure = False

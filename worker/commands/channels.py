@@ -177,7 +177,7 @@ def run_test(args: argparse.Namespace) -> int:
     except (ChannelConfigError, RegistryError) as exc:
         return fail(CommandError(str(exc)))
     content = sample_content()
-    rendered = render(content, channel.kind, channel.secure, channel.max_length, None)
+    rendered = render(content, channel.kind, channel.secure, channel.max_length, None, replies=channel.accepts_replies)
     message = OutboundMessage(
         reference=content.reference,
         alert_id=content.alert_id,
