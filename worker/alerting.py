@@ -12,6 +12,8 @@ Rules (issue 4; the pure parts are in worker/rules/):
   conditional update on ``escalation_seq``, so concurrent or repeated runs write each page once.
   If several pages fell due while nothing ran, only the latest is sent (the most escalated).
 - An acknowledged alert that is not resolved re-pages from step 1 after the policy's ack_timeout.
+- A page is as urgent as the worst the alert has seen (an unresolved emergency stays one for its
+  silences, quiet hours, inhibition and delivery, whatever a later, better check-in says).
 - Every page is written as notification rows (the outbox) in the same transaction; inhibited and
   silenced ones are kept with status "suppressed" and the reason, quiet hours set "deferred" with
   the time they may go. Nothing is dropped without a row saying why.
@@ -29,12 +31,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.grading import therapy as th
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import LoadedRules
+from worker.rules.matchers import URGENCY_ORDER
 from worker.rules.models import SNAPSHOT, Contact, Policy, Receiver
 from worker.store.alert_tables import OPEN_STATES, Alert, Notification
 from worker.store.models import EvaluationRow, Patient
@@ -236,8 +239,16 @@ class SessionStore:
 
 def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
            event: str, escalating: bool, step: int, repeat: int, key: str) -> int:  # fmt: skip
-    """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status."""
+    """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status.
+
+    A page is as urgent as the worst the alert has seen, not its latest check-in: an emergency
+    nobody has resolved still pages as one after a better check-in (no silence, quiet hours,
+    inhibition or rate limit applies to it)."""
     subj = subject_of(alert.content)
+    urgency = alert.urgency
+    if escalating:
+        urgency = max(urgency, (alert.worst or {}).get("urgency") or urgency, key=URGENCY_ORDER.__getitem__)
+        subj["urgency"] = urgency
     status, reason, not_before = "pending", None, now
     if loaded is not None and escalating:
         others = [subject_of(a.content) for a in store.others(alert)]
@@ -249,7 +260,7 @@ def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datet
         elif (until := policy.quiet_until(subj, now, rules.timezone, rules.quiet_hours)) is not None:
             status, reason, not_before = "deferred", "quiet hours", until
     contacts = tuple((name, tuple(_receiver(alert, name).contacts)) for name in receivers)
-    return store.write(alert, Rows(alert.content, alert.urgency, contacts, event, escalating, step, repeat, key,
+    return store.write(alert, Rows(alert.content, urgency, contacts, event, escalating, step, repeat, key,
                                    status, reason, now, not_before))  # fmt: skip
 
 
@@ -540,6 +551,9 @@ def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> lis
     """Open a missed-check-in alert for every enrolled patient inside their monitoring window whose
     last check-in (or enrollment) is older than their expected interval plus the grace period.
 
+    A missed-check-in alert resolved in this episode restarts the wait from its resolution (no
+    new alert for the same silence at the next tick).
+
     Monitoring window: the therapy's at-risk window from ``therapy_start``; an unknown therapy or
     start keeps the patient monitored while enrolled [design: the safer reading].
     """
@@ -556,12 +570,19 @@ def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> lis
         last = session.scalar(select(EvaluationRow.recorded_at).where(EvaluationRow.patient_id == patient.patient_id)
                               .order_by(EvaluationRow.recorded_at.desc()).limit(1))  # fmt: skip
         since = max(last or patient.enrolled_at, patient.enrolled_at)
-        if now <= since + dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace:
+        wait = dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace
+        if now <= since + wait:
             continue
         episode = episode_of(patient)
         exists = session.scalar(select(Alert.id).where(Alert.patient_id == patient.patient_id, Alert.episode == episode,
                                                        Alert.condition == "missed_checkin", Alert.state.in_(OPEN_STATES)))  # fmt: skip
         if exists is not None:
+            continue
+        # A missed-check-in alert closed since (a clinician reached the patient, or a late-recorded
+        # check-in arrived) starts the wait again: one alert per silent period, not one per tick.
+        closed = session.scalar(select(func.max(Alert.resolved_at)).where(
+            Alert.patient_id == patient.patient_id, Alert.episode == episode, Alert.condition == "missed_checkin"))  # fmt: skip
+        if closed is not None and now <= closed + wait:
             continue
         hours = (now - since).total_seconds() / 3600
         content = {

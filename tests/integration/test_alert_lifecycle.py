@@ -1,0 +1,165 @@
+"""Scenario tests of the alert lifecycle against the real code with a controlled clock: timing
+boundaries, catch-up, upgrades and improving check-ins, silences and quiet hours, missed check-ins.
+
+Rules:
+- Every scenario drives worker.alerting with explicit ``now`` values (no sleeping, no wall clock).
+- Each runs on SQLite and PostgreSQL (the ``engine`` fixture).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from tests.factories import baseline, ev
+from worker import alerting
+from worker.rules.loader import load_rules_text
+from worker.store.alert_tables import Alert, Notification
+from worker.store.db import session_factory
+from worker.store.models import Patient
+
+RULES_TEXT = (Path(__file__).resolve().parents[2] / "config" / "rules.yaml").read_text()
+RULES = load_rules_text(RULES_TEXT)
+T0 = dt.datetime(2026, 11, 25, 9, 0, tzinfo=dt.UTC)  # 09:00 London (GMT): outside quiet hours
+MIN = dt.timedelta(minutes=1)
+SEC = dt.timedelta(seconds=1)
+EMERGENCY = dict(vitals={"temperature_c": 38.6}, oxygen={"device": "facemask"})
+SILENCE_P_TEST = RULES_TEXT.replace(
+    "silences: []", "silences:\n  - {id: p-admitted, match: ['patient_id == P-test'], starts: 2026-11-25T00:00:00Z, "
+    "ends: 2026-11-26T00:00:00Z, max_urgency: urgent, reason: admitted to ward, author: dr.lee}")  # fmt: skip
+
+
+@pytest.fixture
+def sessions(engine):
+    return session_factory(engine)
+
+
+def enroll(sessions, pid="P-test", interval_h=None, enrolled_at=T0 - dt.timedelta(days=5)):
+    with sessions.begin() as s:
+        s.add(Patient(patient_id=pid, age_years=50, therapy="Yescarta", therapy_start=dt.date(2026, 11, 20), unit="5B",
+                      checkin_interval_h=interval_h, labels={}, enrolled_at=enrolled_at, updated_at=enrolled_at))  # fmt: skip
+
+
+def apply(sessions, evaluation, now, rules=RULES, pid="P-test"):
+    with sessions.begin() as s:
+        patient = s.scalars(select(Patient).where(Patient.patient_id == pid)).first()
+        return alerting.on_evaluation(s, evaluation, patient, rules, now, episode=alerting.episode_of(patient))
+
+
+def at(now: dt.datetime) -> str:
+    return now.isoformat().replace("+00:00", "Z")
+
+
+def escalate(sessions, now, rules=RULES):
+    with sessions.begin() as s:
+        return alerting.escalate_due(s, rules, now)
+
+
+def pages(sessions, alert_id, created_at=None):
+    with sessions() as s:
+        q = select(Notification).where(Notification.alert_id == alert_id, Notification.escalating.is_(True))
+        rows = list(s.scalars(q.order_by(Notification.id)))
+    return [r for r in rows if created_at is None or r.created_at == created_at]
+
+
+def get(sessions, alert_id):
+    with sessions() as s:
+        return s.get(Alert, alert_id)
+
+
+# ---- timing boundaries -------------------------------------------------------------------------
+
+
+def test_each_page_goes_exactly_at_its_time_not_a_second_before(sessions):
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0)
+    # emergency policy: step 1 at 0, repeats at 2m and 4m, step 2 at 5m (ack_within), repeat 7m, failsafe 10m, +5m
+    for due in (2, 4, 5, 7, 10, 15):
+        assert escalate(sessions, T0 + due * MIN - SEC) == 0
+        assert escalate(sessions, T0 + due * MIN) > 0
+        assert escalate(sessions, T0 + due * MIN + SEC) == 0  # the same page never twice
+    steps = sorted({(r.step, r.repeat, r.event) for r in pages(sessions, out.alert_id)})
+    assert steps == [(0, 0, "alert.triggered"), (0, 1, "alert.repeated"), (0, 2, "alert.repeated"),
+                     (1, 0, "alert.escalated"), (1, 1, "alert.repeated"), (2, 0, "failsafe"), (2, 1, "failsafe")]  # fmt: skip
+
+
+def test_a_scheduler_down_for_an_hour_sends_only_the_latest_due_page_then_keeps_the_timeline(sessions):
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0)
+    written = escalate(sessions, T0 + 60 * MIN + 30 * SEC)
+    late = pages(sessions, out.alert_id, T0 + 60 * MIN + 30 * SEC)
+    assert written == len(late) and {(r.receiver, r.event, r.repeat) for r in late} == {("unit-desk", "failsafe", 10)}
+    assert get(sessions, out.alert_id).next_escalation_at == T0 + 65 * MIN
+    assert escalate(sessions, T0 + 64 * MIN) == 0
+    assert escalate(sessions, T0 + 65 * MIN) == written
+
+
+def test_an_acknowledgement_between_claim_and_delivery_cancels_the_page_and_the_ack_timeout_repages(sessions):
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0)
+    assert escalate(sessions, T0 + 2 * MIN) == 4
+    with sessions.begin() as s:
+        assert alerting.acknowledge(s, out.alert_id, actor="dr.lee", via="cli", now=T0 + 2 * MIN)
+    assert {r.status for r in pages(sessions, out.alert_id)} == {"cancelled"}
+    assert escalate(sessions, T0 + 32 * MIN - SEC) == 0
+    assert escalate(sessions, T0 + 32 * MIN) == 4  # ack_timeout 30m: step 1 again
+    assert get(sessions, out.alert_id).state == "triggered"
+
+
+# ---- improving check-ins never weaken an open emergency ----------------------------------------
+
+
+def test_a_better_checkin_neither_closes_an_emergency_alert_nor_lets_a_silence_mute_its_escalation(sessions):
+    rules = load_rules_text(SILENCE_P_TEST)
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0, rules)
+    assert {r.status for r in pages(sessions, out.alert_id)} == {"pending"}  # an emergency is never silenced
+    better = apply(sessions, ev(recorded_at=at(T0 + MIN)), T0 + MIN, rules)  # a normal check-in: urgency none
+    assert (better.action, get(sessions, out.alert_id).state) == ("annotated", "triggered")
+    assert escalate(sessions, T0 + 2 * MIN, rules) == 4
+    assert {(r.status, r.urgency) for r in pages(sessions, out.alert_id, T0 + 2 * MIN)} == {("pending", "emergency")}
+
+
+def test_a_better_checkin_does_not_let_quiet_hours_defer_an_emergency_escalation(sessions):
+    night = dt.datetime(2026, 11, 25, 21, 58, tzinfo=dt.UTC)  # 21:58 London; quiet hours from 22:00
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(night)), night)
+    routine = apply(sessions, ev(symptoms=["fatigue"], recorded_at=at(night + MIN)), night + MIN)
+    assert routine.action == "annotated"
+    assert escalate(sessions, night + 2 * MIN) == 4  # the first repeat, at 22:00
+    rows = pages(sessions, out.alert_id, night + 2 * MIN)
+    assert {(r.status, r.next_attempt_at) for r in rows} == {("pending", night + 2 * MIN)}
+
+
+# ---- missed check-ins -----------------------------------------------------------------------------
+
+
+def test_a_missed_checkin_alert_a_clinician_resolved_is_not_reopened_for_the_same_silence(sessions):
+    enroll(sessions, interval_h=12)  # enrolled 5 days ago, never checked in
+    with sessions.begin() as s:
+        [first] = alerting.check_missed(s, RULES, T0)
+    with sessions.begin() as s:
+        alerting.resolve(s, first, actor="nurse.kay", note="phoned: patient well, app broken", now=T0 + 10 * MIN)
+    with sessions.begin() as s:
+        assert alerting.check_missed(s, RULES, T0 + 11 * MIN) == []  # no second alert a minute later
+    again = T0 + 10 * MIN + dt.timedelta(hours=12, minutes=30)  # resolution + interval + grace
+    with sessions.begin() as s:
+        assert alerting.check_missed(s, RULES, again) == []
+    with sessions.begin() as s:
+        assert len(alerting.check_missed(s, RULES, again + SEC)) == 1  # still silent a whole interval later
+
+
+def test_missed_checkins_for_many_patients_open_one_alert_each_once(sessions):
+    for i in range(30):
+        enroll(sessions, f"P-{i:02d}", interval_h=6)
+    enroll(sessions, "P-none")  # enrolled with no interval: never a missed-check-in alert
+    with sessions.begin() as s:
+        opened = alerting.check_missed(s, RULES, T0)
+    with sessions.begin() as s:
+        assert alerting.check_missed(s, RULES, T0 + MIN) == []
+    assert len(opened) == len(set(opened)) == 30
+    with sessions() as s:
+        assert "P-none" not in set(s.scalars(select(Alert.patient_id)))
