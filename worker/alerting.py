@@ -11,6 +11,9 @@ Rules (issue 4; the pure parts are in worker/rules/):
 - Escalation due times are stored on the alert; ``escalate_due`` claims each due alert with a
   conditional update on ``escalation_seq``, so concurrent or repeated runs write each page once.
   If several pages fell due while nothing ran, only the latest is sent (the most escalated).
+- Quiet hours hold back routine escalation, not just its messages: a routine alert opened in them
+  starts its timeline when they end, and a routine escalation due in them waits for their end
+  and then sends the latest page due (one page, not a night's worth at once).
 - An acknowledged alert that is not resolved re-pages from step 1 after the policy's ack_timeout.
 - A page is as urgent as the worst the alert has seen (an unresolved emergency stays one for its
   silences, quiet hours, inhibition and delivery, whatever a later, better check-in says).
@@ -237,6 +240,21 @@ class SessionStore:
         audit(self.session, at=at, actor=actor, action=action, subject=f"alert:{alert.id}", **detail)
 
 
+def _page_subject(alert: Alert) -> dict[str, Any]:
+    """The matcher fields of the alert's pages: its latest content, as urgent as the worst seen."""
+    subj = subject_of(alert.content)
+    worst = (alert.worst or {}).get("urgency") or subj["urgency"]
+    subj["urgency"] = max(subj["urgency"], worst, key=URGENCY_ORDER.__getitem__)
+    return subj
+
+
+def _quiet_until(alert: Alert, loaded: LoadedRules | None, now: dt.datetime) -> dt.datetime | None:
+    """The end of the quiet hours holding back the alert's pages now (routine only), else None."""
+    if loaded is None:
+        return None
+    return policy.quiet_until(_page_subject(alert), now, loaded.rules.timezone, loaded.rules.quiet_hours)
+
+
 def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
            event: str, escalating: bool, step: int, repeat: int, key: str) -> int:  # fmt: skip
     """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status.
@@ -244,11 +262,8 @@ def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datet
     A page is as urgent as the worst the alert has seen, not its latest check-in: an emergency
     nobody has resolved still pages as one after a better check-in (no silence, quiet hours,
     inhibition or rate limit applies to it)."""
-    subj = subject_of(alert.content)
-    urgency = alert.urgency
-    if escalating:
-        urgency = max(urgency, (alert.worst or {}).get("urgency") or urgency, key=URGENCY_ORDER.__getitem__)
-        subj["urgency"] = urgency
+    subj = _page_subject(alert) if escalating else subject_of(alert.content)
+    urgency = subj["urgency"] if escalating else alert.urgency
     status, reason, not_before = "pending", None, now
     if loaded is not None and escalating:
         others = [subject_of(a.content) for a in store.others(alert)]
@@ -280,15 +295,18 @@ def _inform(store: Store, alert: Alert, now: dt.datetime, event: str, key: str) 
 
 def _start_escalation(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, event: str,
                       first_step: int) -> int:  # fmt: skip
+    """Page the first step now; in quiet hours (routine) the timeline starts when they end, which
+    is when that page goes out: nobody is escalated past for a page they could not have seen."""
     pol = _policy(alert)
     first_step = min(first_step, len(pol.steps))
+    start = _quiet_until(alert, loaded, now) or now
     alert.escalation_epoch = (alert.escalation_epoch or 0) + 1
     alert.escalation_first_step = first_step
-    alert.escalation_started_at = now
-    page = escalation.page_at(pol, now, 0, first_step)
+    alert.escalation_started_at = start
+    page = escalation.page_at(pol, start, 0, first_step)
     written = _page(store, alert, loaded, page, event, now)
     alert.escalation_seq = 1
-    alert.next_escalation_at = escalation.page_at(pol, now, 1, first_step).at
+    alert.next_escalation_at = escalation.page_at(pol, start, 1, first_step).at
     return written
 
 
@@ -459,6 +477,15 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
             written += _start_escalation(store, alert, loaded, now, "alert.repeated", 0)
             audit(session, at=now, actor=SYSTEM, action="alert.ack_timeout", subject=f"alert:{alert_id}",
                   ack_timeout_s=pol.ack_timeout.total_seconds())  # fmt: skip
+            continue
+        if (until := _quiet_until(alert, loaded, now)) is not None:
+            # Routine in quiet hours: wait for their end, then send the latest page due by then
+            # (one page, as after a scheduler outage), not one deferred page per page due overnight.
+            session.execute(
+                update(Alert).where(Alert.id == alert_id, Alert.state == "triggered", Alert.escalation_seq == seq,
+                                    Alert.escalation_epoch == epoch)  # fmt: skip
+                .values(next_escalation_at=until).execution_options(synchronize_session=False)
+            )
             continue
         # Catch up: the latest page already due (the most escalated), then the one after it.
         target = seq

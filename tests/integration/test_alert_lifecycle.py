@@ -163,3 +163,47 @@ def test_missed_checkins_for_many_patients_open_one_alert_each_once(sessions):
     assert len(opened) == len(set(opened)) == 30
     with sessions() as s:
         assert "P-none" not in set(s.scalars(select(Alert.patient_id)))
+
+
+# ---- quiet hours ----------------------------------------------------------------------------------
+
+
+def released(sessions, alert_id, until):
+    """(receiver, step, repeat) of the pages that may go out by ``until`` (pending or deferred)."""
+    return sorted({(r.receiver, r.step, r.repeat) for r in pages(sessions, alert_id)
+                   if r.status in ("pending", "deferred") and r.next_attempt_at <= until})  # fmt: skip
+
+
+def test_a_routine_alert_opened_in_quiet_hours_starts_its_escalation_when_they_end(sessions):
+    night = dt.datetime(2026, 11, 25, 22, 30, tzinfo=dt.UTC)  # 22:30 London: routine waits until 07:00
+    morning = dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)
+    enroll(sessions)
+    out = apply(sessions, ev(symptoms=["fatigue"], recorded_at=at(night)), night)
+    for minute in range(0, 9 * 60, 5):
+        escalate(sessions, night + minute * MIN)
+    # routine-review: cart-coordinator, 4h to acknowledge, then the failsafe hourly. Released at
+    # 07:00: the step-1 page alone, not it and the failsafe pages the night would have sent
+    assert released(sessions, out.alert_id, morning) == [("cart-coordinator", 0, 0)]
+    assert get(sessions, out.alert_id).next_escalation_at == morning + dt.timedelta(hours=4)
+    assert escalate(sessions, morning + dt.timedelta(hours=4)) > 0
+    assert released(sessions, out.alert_id, morning + dt.timedelta(hours=4))[-1] == ("charge-nurse", 1, 0)
+
+
+def test_a_routine_escalation_running_into_quiet_hours_sends_one_page_when_they_end(sessions):
+    evening = dt.datetime(2026, 11, 25, 19, 0, tzinfo=dt.UTC)  # failsafe due 23:00, then hourly
+    morning = dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)
+    enroll(sessions)
+    out = apply(sessions, ev(symptoms=["fatigue"], recorded_at=at(evening)), evening)
+    for minute in range(0, 12 * 60 + 1, 5):
+        escalate(sessions, evening + minute * MIN)
+    night_pages = [r for r in pages(sessions, out.alert_id) if r.created_at > evening]
+    assert len({(r.step, r.repeat) for r in night_pages}) == 1  # one failsafe page at 07:00, not nine
+    assert {(r.receiver, r.status, r.next_attempt_at) for r in night_pages} == {("charge-nurse", "pending", morning)}
+
+
+def test_urgent_traffic_never_waits_for_quiet_hours(sessions):
+    night = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)
+    enroll(sessions)
+    out = apply(sessions, ev(vitals={"temperature_c": 38.2}, recorded_at=at(night)), night)
+    assert escalate(sessions, night + 5 * MIN) > 0
+    assert {(r.status, r.next_attempt_at) for r in pages(sessions, out.alert_id, night + 5 * MIN)} == {("pending", night + 5 * MIN)}
