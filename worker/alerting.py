@@ -576,7 +576,7 @@ def _close(store: Store, alert: Alert, now: dt.datetime, *, actor: str, note: st
 
 def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> list[int]:
     """Open a missed-check-in alert for every enrolled patient inside their monitoring window whose
-    last check-in (or enrollment) is older than their expected interval plus the grace period.
+    last check-in (its ``effective_at``, capped at its arrival; or enrollment) is older than their expected interval plus the grace period.
 
     A missed-check-in alert resolved in this episode restarts the wait from its resolution (no
     new alert for the same silence at the next tick).
@@ -594,8 +594,9 @@ def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> lis
         window = th.in_window(therapy, day)
         if window is False:
             continue
-        last = session.scalar(select(EvaluationRow.recorded_at).where(EvaluationRow.patient_id == patient.patient_id)
-                              .order_by(EvaluationRow.recorded_at.desc()).limit(1))  # fmt: skip
+        # effective_at, not recorded_at: a phone's clock set in the future must not hold off the alert
+        last = session.scalar(select(EvaluationRow.effective_at).where(EvaluationRow.patient_id == patient.patient_id)
+                              .order_by(EvaluationRow.effective_at.desc()).limit(1))  # fmt: skip
         since = max(last or patient.enrolled_at, patient.enrolled_at)
         wait = dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace
         if now <= since + wait:

@@ -207,3 +207,106 @@ def test_urgent_traffic_never_waits_for_quiet_hours(sessions):
     out = apply(sessions, ev(vitals={"temperature_c": 38.2}, recorded_at=at(night)), night)
     assert escalate(sessions, night + 5 * MIN) > 0
     assert {(r.status, r.next_attempt_at) for r in pages(sessions, out.alert_id, night + 5 * MIN)} == {("pending", night + 5 * MIN)}
+
+
+@pytest.mark.parametrize(("now", "until"), [
+    (dt.datetime(2026, 3, 28, 23, 30, tzinfo=dt.UTC), dt.datetime(2026, 3, 29, 6, 0, tzinfo=dt.UTC)),  # spring forward: 07:00 BST
+    (dt.datetime(2026, 10, 24, 22, 30, tzinfo=dt.UTC), dt.datetime(2026, 10, 25, 7, 0, tzinfo=dt.UTC)),  # fall back: 07:00 GMT
+    (dt.datetime(2026, 11, 26, 1, 30, tzinfo=dt.UTC), dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC)),  # after midnight
+    (dt.datetime(2026, 7, 1, 21, 30, tzinfo=dt.UTC), dt.datetime(2026, 7, 2, 6, 0, tzinfo=dt.UTC)),  # 22:30 BST
+    (dt.datetime(2026, 7, 1, 20, 59, 59, tzinfo=dt.UTC), None),  # 21:59:59 BST: not yet
+    (dt.datetime(2026, 7, 2, 6, 0, tzinfo=dt.UTC), None),  # 07:00 BST: over
+])  # fmt: skip
+def test_quiet_hours_are_read_in_the_rules_time_zone_across_dst(now, until):
+    from worker.rules import policy
+
+    subj = {"urgency": "routine", "patient_id": "P-test"}
+    assert policy.quiet_until(subj, now, RULES.rules.timezone, RULES.rules.quiet_hours) == until
+
+
+# ---- silences, upgrades, acknowledgements ----------------------------------------------------------
+
+
+def test_a_silence_holds_until_its_end_exactly_and_pages_from_then(sessions):
+    rules = load_rules_text(SILENCE_P_TEST)  # ends 2026-11-26T00:00:00Z
+    ends = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    enroll(sessions)
+    out = apply(sessions, ev(vitals={"temperature_c": 38.2}, recorded_at=at(ends - 5 * MIN - SEC)), ends - 5 * MIN - SEC, rules)
+    assert {r.status for r in pages(sessions, out.alert_id)} == {"suppressed"}
+    assert escalate(sessions, ends - SEC, rules) > 0  # the first repeat, a second before the end: still held
+    assert {r.status for r in pages(sessions, out.alert_id, ends - SEC)} == {"suppressed"}
+    assert escalate(sessions, ends + 5 * MIN - SEC, rules) > 0  # the next repeat, after the end
+    assert {r.status for r in pages(sessions, out.alert_id, ends + 5 * MIN - SEC)} == {"pending"}
+
+
+def test_an_emergency_on_an_acknowledged_alert_pages_again_and_supersedes_its_pages(sessions):
+    enroll(sessions)
+    out = apply(sessions, ev(vitals={"temperature_c": 38.2}, recorded_at=at(T0)), T0)  # urgent: charge-nurse
+    escalate(sessions, T0 + 5 * MIN)
+    with sessions.begin() as s:
+        alerting.acknowledge(s, out.alert_id, actor="nurse.kay", via="cli", now=T0 + 6 * MIN)
+    up = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0 + 7 * MIN)), T0 + 7 * MIN)
+    assert (up.action, up.alert_id) == ("upgraded", out.alert_id)
+    a = get(sessions, out.alert_id)
+    assert (a.state, a.policy_name, a.acked_by) == ("triggered", "emergency", None)
+    fresh = pages(sessions, out.alert_id, T0 + 7 * MIN)
+    assert {(r.receiver, r.status, r.event) for r in fresh} == {
+        ("oncall-fellow", "pending", "alert.upgraded"), ("charge-nurse", "pending", "alert.upgraded")}
+    assert {r.status for r in pages(sessions, out.alert_id) if r.created_at < T0 + 7 * MIN} == {"cancelled"}
+    assert escalate(sessions, T0 + 9 * MIN) > 0  # the emergency policy's first repeat
+
+
+def test_a_better_checkin_on_an_acknowledged_alert_changes_nothing_but_the_record(sessions):
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0)
+    with sessions.begin() as s:
+        alerting.acknowledge(s, out.alert_id, actor="dr.lee", via="cli", now=T0 + MIN)
+    before = len(pages(sessions, out.alert_id))
+    assert apply(sessions, ev(recorded_at=at(T0 + 2 * MIN)), T0 + 2 * MIN).action == "annotated"
+    a = get(sessions, out.alert_id)
+    assert (a.state, a.next_escalation_at, len(pages(sessions, out.alert_id))) == ("acknowledged", T0 + 31 * MIN, before)
+
+
+def test_an_acknowledgement_waiting_on_an_escalation_run_cancels_the_page_it_wrote(sessions, backend):
+    if backend != "postgresql":
+        pytest.skip("row locks: PostgreSQL")
+    import threading
+
+    enroll(sessions)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0)
+    s1 = sessions()
+    s1.begin()
+    assert alerting.escalate_due(s1, RULES, T0 + 2 * MIN) == 4  # claimed and written, not committed
+
+    def ack():
+        with sessions.begin() as s:
+            alerting.acknowledge(s, out.alert_id, actor="dr.lee", via="link", now=T0 + 2 * MIN)
+
+    t = threading.Thread(target=ack)
+    t.start()
+    t.join(0.5)
+    assert t.is_alive()  # waits for the escalation's lock
+    s1.commit()
+    s1.close()
+    t.join(10)
+    assert get(sessions, out.alert_id).state == "acknowledged"
+    assert {r.status for r in pages(sessions, out.alert_id)} == {"cancelled"}
+
+
+def test_a_checkin_from_a_clock_set_in_the_future_does_not_stop_missed_checkin_alerts(sessions):
+    from worker.store.models import CheckinRow, EvaluationRow
+
+    enroll(sessions, interval_h=12)
+    received = T0 - dt.timedelta(hours=20)
+    future = dt.datetime(2027, 6, 1, tzinfo=dt.UTC)  # the phone's clock; the pipeline caps it at receipt
+    with sessions.begin() as s:
+        row = CheckinRow(checkin_id="chk-future", patient_id="P-test", recorded_at=future, received_at=received,
+                         stream_id="1-0", payload={})  # fmt: skip
+        s.add(row)
+        s.flush()
+        s.add(EvaluationRow(checkin_row_id=row.id, checkin_id=row.checkin_id, patient_id="P-test", recorded_at=future,
+                            effective_at=received, evaluated_at=received, crs_grade=0, crs_grade_is_minimum=False,
+                            icans_grade=0, icans_floor=0, red_flags=[], news2=None, urgency="none", out_of_order=False,
+                            result={}))  # fmt: skip
+    with sessions.begin() as s:  # 20 h since it arrived: past 12 h + 30 min
+        assert len(alerting.check_missed(s, RULES, T0)) == 1
