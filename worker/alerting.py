@@ -488,11 +488,8 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
             )
             continue
         # Catch up: the latest page already due (the most escalated), then the one after it.
-        target = seq
-        while escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step).at <= now:
-            target += 1
-        page = escalation.page_at(pol, alert.escalation_started_at, target, alert.escalation_first_step)
-        following = escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step)
+        page, following = escalation.latest_due(pol, alert.escalation_started_at, seq, now, alert.escalation_first_step)
+        target = page.seq
         claimed = session.execute(
             update(Alert).where(Alert.id == alert_id, Alert.state == "triggered", Alert.escalation_seq == seq,
                                 Alert.escalation_epoch == epoch)  # fmt: skip
