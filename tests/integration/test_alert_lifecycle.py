@@ -310,3 +310,28 @@ def test_a_checkin_from_a_clock_set_in_the_future_does_not_stop_missed_checkin_a
                             result={}))  # fmt: skip
     with sessions.begin() as s:  # 20 h since it arrived: past 12 h + 30 min
         assert len(alerting.check_missed(s, RULES, T0)) == 1
+
+
+def test_a_routine_alert_held_by_quiet_hours_that_turns_urgent_pages_at_once(sessions):
+    night = dt.datetime(2026, 11, 25, 23, 0, tzinfo=dt.UTC)
+    enroll(sessions)
+    out = apply(sessions, ev(symptoms=["fatigue"], recorded_at=at(night)), night)
+    assert {r.status for r in pages(sessions, out.alert_id)} == {"deferred"}
+    up = apply(sessions, ev(vitals={"temperature_c": 38.2}, recorded_at=at(night + 10 * MIN)), night + 10 * MIN)
+    assert up.action == "upgraded"
+    fresh = pages(sessions, out.alert_id, night + 10 * MIN)
+    assert {(r.receiver, r.status, r.next_attempt_at) for r in fresh} == {("charge-nurse", "pending", night + 10 * MIN)}
+    assert {r.status for r in pages(sessions, out.alert_id, night)} == {"cancelled"}
+    assert get(sessions, out.alert_id).next_escalation_at == night + 15 * MIN  # urgent: repeat in 5m, at night too
+
+
+def test_an_inhibition_rule_aimed_at_emergencies_never_mutes_one(sessions):
+    rules = load_rules_text(RULES_TEXT.replace('target: ["urgency in [urgent, routine]"]', 'target: ["crs_grade >= 0"]')
+                            .replace('source: ["urgency == emergency"]', 'source: ["condition == missed_checkin"]'))  # fmt: skip
+    enroll(sessions, interval_h=1)
+    out = apply(sessions, ev(**EMERGENCY, recorded_at=at(T0)), T0, rules)
+    with sessions.begin() as s:  # no evaluation row here: the patient still counts as silent since enrollment
+        [missed] = alerting.check_missed(s, rules, T0 + MIN)
+    assert escalate(sessions, T0 + 2 * MIN, rules) == 4  # the emergency's repeat, with the source alert open
+    assert {r.status for r in pages(sessions, out.alert_id, T0 + 2 * MIN)} == {"pending"}
+    assert get(sessions, missed).state == "triggered"
