@@ -2,6 +2,7 @@
 
 import datetime as dt
 import itertools
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from tests.factories import ev
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import RulesError, load_rules_text
 from worker.rules.matchers import Matcher, MatcherError
+from worker.rules.models import Policy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "rules.yaml"
 T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
@@ -593,3 +595,23 @@ def test_a_policy_frozen_before_the_7d_cap_still_loads_from_its_snapshot():
     with pytest.raises(ValueError, match="too long"):
         parse_duration("99999999999d", None)  # beyond timedelta.max: a ValueError, not an OverflowError
     assert parse_duration("999999999s", None) == dt.timedelta(seconds=999999999)
+
+
+def test_latest_due_is_the_page_a_catch_up_loop_finds_and_takes_one_pass():
+    pol = Policy.model_validate({"steps": [{"notify": ["a"], "ack_within": "5m", "repeat_every": "2m", "repeats": 2},
+                                           {"notify": ["b"], "ack_within": "5m"}], "failsafe": "c",
+                                 "failsafe_repeat_every": "5s"})  # fmt: skip
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for first_step in (0, 1, 2):
+        for seq in range(4):
+            for minutes in (0, 2, 4, 5, 9, 10, 11, 13.5):
+                now = start + dt.timedelta(minutes=minutes)
+                want = seq
+                while escalation.page_at(pol, start, want + 1, first_step).at <= now:
+                    want += 1
+                page, following = escalation.latest_due(pol, start, seq, now, first_step)
+                assert (page, following) == (escalation.page_at(pol, start, want, first_step),
+                                             escalation.page_at(pol, start, want + 1, first_step))  # fmt: skip
+    t = time.perf_counter()  # a day down: 17,000 failsafe pages skipped (page_at in a loop: minutes)
+    page, _ = escalation.latest_due(pol, start, 1, start + dt.timedelta(days=1))
+    assert (page.kind, page.at) == ("failsafe", start + dt.timedelta(days=1)) and time.perf_counter() - t < 2

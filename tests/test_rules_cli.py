@@ -72,7 +72,9 @@ def test_test_shows_a_non_paging_route_and_quiet_hours():
     assert code == 0 and "paging: none" in out
     routine = json.dumps(baseline(symptoms=["fatigue"])).encode()
     code, out, _ = run("test", "-", "--at", "2026-11-25T23:00:00Z", stdin=routine)
-    assert "quiet hours: pages deferred until 2026-11-26T07:00:00+00:00" in out
+    assert "quiet hours: pages deferred until 2026-11-26T07:00:00+00:00; the escalation starts then" in out
+    timeline = [line.split()[:2] for line in out.splitlines() if line.strip().startswith("+")]
+    assert timeline[0] == ["+", "480m"] and timeline[1] == ["+", "720m"]  # 07:00, then 4h later the failsafe
 
 
 def test_test_reports_invalid_checkins():

@@ -11,7 +11,12 @@ Rules (issue 4; the pure parts are in worker/rules/):
 - Escalation due times are stored on the alert; ``escalate_due`` claims each due alert with a
   conditional update on ``escalation_seq``, so concurrent or repeated runs write each page once.
   If several pages fell due while nothing ran, only the latest is sent (the most escalated).
+- Quiet hours hold back routine escalation, not just its messages: a routine alert opened in them
+  starts its timeline when they end, and a routine escalation due in them waits for their end
+  and then sends the latest page due (one page, not a night's worth at once).
 - An acknowledged alert that is not resolved re-pages from step 1 after the policy's ack_timeout.
+- A page is as urgent as the worst the alert has seen (an unresolved emergency stays one for its
+  silences, quiet hours, inhibition and delivery, whatever a later, better check-in says).
 - Every page is written as notification rows (the outbox) in the same transaction; inhibited and
   silenced ones are kept with status "suppressed" and the reason, quiet hours set "deferred" with
   the time they may go. Nothing is dropped without a row saying why.
@@ -29,12 +34,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from worker.grading import therapy as th
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import LoadedRules
+from worker.rules.matchers import URGENCY_ORDER
 from worker.rules.models import SNAPSHOT, Contact, Policy, Receiver
 from worker.store.alert_tables import OPEN_STATES, Alert, Notification
 from worker.store.models import EvaluationRow, Patient
@@ -234,10 +240,30 @@ class SessionStore:
         audit(self.session, at=at, actor=actor, action=action, subject=f"alert:{alert.id}", **detail)
 
 
+def _page_subject(alert: Alert) -> dict[str, Any]:
+    """The matcher fields of the alert's pages: its latest content, as urgent as the worst seen."""
+    subj = subject_of(alert.content)
+    worst = (alert.worst or {}).get("urgency") or subj["urgency"]
+    subj["urgency"] = max(subj["urgency"], worst, key=URGENCY_ORDER.__getitem__)
+    return subj
+
+
+def _quiet_until(alert: Alert, loaded: LoadedRules | None, now: dt.datetime) -> dt.datetime | None:
+    """The end of the quiet hours holding back the alert's pages now (routine only), else None."""
+    if loaded is None:
+        return None
+    return policy.quiet_until(_page_subject(alert), now, loaded.rules.timezone, loaded.rules.quiet_hours)
+
+
 def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, *, receivers: tuple[str, ...],
            event: str, escalating: bool, step: int, repeat: int, key: str) -> int:  # fmt: skip
-    """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status."""
-    subj = subject_of(alert.content)
+    """Notification rows for ``receivers`` (each contact), with inhibition/silence/quiet-hours status.
+
+    A page is as urgent as the worst the alert has seen, not its latest check-in: an emergency
+    nobody has resolved still pages as one after a better check-in (no silence, quiet hours,
+    inhibition or rate limit applies to it)."""
+    subj = _page_subject(alert) if escalating else subject_of(alert.content)
+    urgency = subj["urgency"] if escalating else alert.urgency
     status, reason, not_before = "pending", None, now
     if loaded is not None and escalating:
         others = [subject_of(a.content) for a in store.others(alert)]
@@ -249,7 +275,7 @@ def _write(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datet
         elif (until := policy.quiet_until(subj, now, rules.timezone, rules.quiet_hours)) is not None:
             status, reason, not_before = "deferred", "quiet hours", until
     contacts = tuple((name, tuple(_receiver(alert, name).contacts)) for name in receivers)
-    return store.write(alert, Rows(alert.content, alert.urgency, contacts, event, escalating, step, repeat, key,
+    return store.write(alert, Rows(alert.content, urgency, contacts, event, escalating, step, repeat, key,
                                    status, reason, now, not_before))  # fmt: skip
 
 
@@ -269,15 +295,18 @@ def _inform(store: Store, alert: Alert, now: dt.datetime, event: str, key: str) 
 
 def _start_escalation(store: Store, alert: Alert, loaded: LoadedRules | None, now: dt.datetime, event: str,
                       first_step: int) -> int:  # fmt: skip
+    """Page the first step now; in quiet hours (routine) the timeline starts when they end, which
+    is when that page goes out: nobody is escalated past for a page they could not have seen."""
     pol = _policy(alert)
     first_step = min(first_step, len(pol.steps))
+    start = _quiet_until(alert, loaded, now) or now
     alert.escalation_epoch = (alert.escalation_epoch or 0) + 1
     alert.escalation_first_step = first_step
-    alert.escalation_started_at = now
-    page = escalation.page_at(pol, now, 0, first_step)
+    alert.escalation_started_at = start
+    page = escalation.page_at(pol, start, 0, first_step)
     written = _page(store, alert, loaded, page, event, now)
     alert.escalation_seq = 1
-    alert.next_escalation_at = escalation.page_at(pol, now, 1, first_step).at
+    alert.next_escalation_at = escalation.page_at(pol, start, 1, first_step).at
     return written
 
 
@@ -449,12 +478,18 @@ def escalate_due(session: Session, loaded: LoadedRules | None, now: dt.datetime,
             audit(session, at=now, actor=SYSTEM, action="alert.ack_timeout", subject=f"alert:{alert_id}",
                   ack_timeout_s=pol.ack_timeout.total_seconds())  # fmt: skip
             continue
+        if (until := _quiet_until(alert, loaded, now)) is not None:
+            # Routine in quiet hours: wait for their end, then send the latest page due by then
+            # (one page, as after a scheduler outage), not one deferred page per page due overnight.
+            session.execute(
+                update(Alert).where(Alert.id == alert_id, Alert.state == "triggered", Alert.escalation_seq == seq,
+                                    Alert.escalation_epoch == epoch)  # fmt: skip
+                .values(next_escalation_at=until).execution_options(synchronize_session=False)
+            )
+            continue
         # Catch up: the latest page already due (the most escalated), then the one after it.
-        target = seq
-        while escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step).at <= now:
-            target += 1
-        page = escalation.page_at(pol, alert.escalation_started_at, target, alert.escalation_first_step)
-        following = escalation.page_at(pol, alert.escalation_started_at, target + 1, alert.escalation_first_step)
+        page, following = escalation.latest_due(pol, alert.escalation_started_at, seq, now, alert.escalation_first_step)
+        target = page.seq
         claimed = session.execute(
             update(Alert).where(Alert.id == alert_id, Alert.state == "triggered", Alert.escalation_seq == seq,
                                 Alert.escalation_epoch == epoch)  # fmt: skip
@@ -538,7 +573,10 @@ def _close(store: Store, alert: Alert, now: dt.datetime, *, actor: str, note: st
 
 def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> list[int]:
     """Open a missed-check-in alert for every enrolled patient inside their monitoring window whose
-    last check-in (or enrollment) is older than their expected interval plus the grace period.
+    last check-in (its ``effective_at``, capped at its arrival; or enrollment) is older than their expected interval plus the grace period.
+
+    A missed-check-in alert resolved in this episode restarts the wait from its resolution (no
+    new alert for the same silence at the next tick).
 
     Monitoring window: the therapy's at-risk window from ``therapy_start``; an unknown therapy or
     start keeps the patient monitored while enrolled [design: the safer reading].
@@ -553,15 +591,23 @@ def check_missed(session: Session, loaded: LoadedRules, now: dt.datetime) -> lis
         window = th.in_window(therapy, day)
         if window is False:
             continue
-        last = session.scalar(select(EvaluationRow.recorded_at).where(EvaluationRow.patient_id == patient.patient_id)
-                              .order_by(EvaluationRow.recorded_at.desc()).limit(1))  # fmt: skip
+        # effective_at, not recorded_at: a phone's clock set in the future must not hold off the alert
+        last = session.scalar(select(EvaluationRow.effective_at).where(EvaluationRow.patient_id == patient.patient_id)
+                              .order_by(EvaluationRow.effective_at.desc()).limit(1))  # fmt: skip
         since = max(last or patient.enrolled_at, patient.enrolled_at)
-        if now <= since + dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace:
+        wait = dt.timedelta(hours=patient.checkin_interval_h) + cfg.grace
+        if now <= since + wait:
             continue
         episode = episode_of(patient)
         exists = session.scalar(select(Alert.id).where(Alert.patient_id == patient.patient_id, Alert.episode == episode,
                                                        Alert.condition == "missed_checkin", Alert.state.in_(OPEN_STATES)))  # fmt: skip
         if exists is not None:
+            continue
+        # A missed-check-in alert closed since (a clinician reached the patient, or a late-recorded
+        # check-in arrived) starts the wait again: one alert per silent period, not one per tick.
+        closed = session.scalar(select(func.max(Alert.resolved_at)).where(
+            Alert.patient_id == patient.patient_id, Alert.episode == episode, Alert.condition == "missed_checkin"))  # fmt: skip
+        if closed is not None and now <= closed + wait:
             continue
         hours = (now - since).total_seconds() / 3600
         content = {

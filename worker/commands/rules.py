@@ -188,11 +188,11 @@ def _explain(e, loaded: LoadedRules, unit: str | None, labels: dict[str, str], a
     if (s := policy.silenced_by(subj, at, rules.silences)) is not None:
         out(f"  NOTE: silenced by {s.id} until {s.ends.isoformat()} ({s.reason}): no pages go out while it holds\n")
     if (until := policy.quiet_until(subj, at, rules.timezone, rules.quiet_hours)) is not None:
-        out(f"  NOTE: quiet hours: pages deferred until {until.isoformat()}\n")
+        out(f"  NOTE: quiet hours: pages deferred until {until.isoformat()}; the escalation starts then\n")
     pol = rules.escalation_policies[d.policy]
     out(f"  policy: {d.policy} (acknowledged but unresolved pages again after {format_duration(pol.ack_timeout)})\n")
     out("  timeline if nobody acknowledges:\n")
-    for page in escalation.first_pages(pol, at, failsafe_repeats=1):
+    for page in escalation.first_pages(pol, until or at, failsafe_repeats=1):  # as worker.alerting starts it
         offset = int((page.at - at).total_seconds())
         label = "failsafe" if page.kind == "failsafe" else f"step {page.step + 1}{' repeat ' + str(page.repeat) if page.repeat else ''}"
         contacts = "; ".join(f"{n}: " + ", ".join(f"{c.channel}{' ' + c.to if c.to else ''}" for c in rules.receivers[n].contacts)

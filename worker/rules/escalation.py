@@ -6,6 +6,7 @@ Rules:
 - An upgrade restarts the timeline at the step already reached, never earlier.
 - When every step ran out, the failsafe receiver is paged, then again every
   ``failsafe_repeat_every`` until someone acknowledges (the timeline never ends by itself).
+- Catching up after downtime takes the latest page due (one pass over the pages skipped).
 - The timeline is a pure function of the policy (frozen on the alert when it opens) and the start
   time, so the database stores only (started_at, next page number): a stale or duplicate
   scheduler run recomputes the same page and its conditional update finds nothing to do.
@@ -56,6 +57,19 @@ def timeline(policy: Policy, start: dt.datetime, first_step: int = 0) -> Iterato
 def page_at(policy: Policy, start: dt.datetime, seq: int, first_step: int = 0) -> Page:
     """The page number ``seq`` of the timeline."""
     return next(itertools.islice(timeline(policy, start, first_step), seq, None))
+
+
+def latest_due(policy: Policy, start: dt.datetime, seq: int, now: dt.datetime, first_step: int = 0) -> tuple[Page, Page]:
+    """(the latest page due by ``now`` from number ``seq`` on, the page after it): one pass over
+    the timeline, however many pages a stopped scheduler let fall due (``seq`` itself is assumed
+    due)."""
+    pages = itertools.islice(timeline(policy, start, first_step), seq, None)
+    page = next(pages)
+    for following in pages:
+        if following.at > now:
+            return page, following
+        page = following
+    raise AssertionError("unreachable: the timeline is infinite")  # pragma: no cover
 
 
 def first_pages(policy: Policy, start: dt.datetime, failsafe_repeats: int = 1) -> list[Page]:
