@@ -11,7 +11,7 @@ from tests.factories import ev
 from worker.rules import escalation, policy, routing
 from worker.rules.loader import RulesError, load_rules_text
 from worker.rules.matchers import Matcher, MatcherError
-from worker.rules.models import Policy
+from worker.rules.models import SNAPSHOT, Policy
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "rules.yaml"
 T0 = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.timezone.utc)
@@ -600,7 +600,7 @@ def test_a_policy_frozen_before_the_7d_cap_still_loads_from_its_snapshot():
 def test_latest_due_is_the_page_a_catch_up_loop_finds_and_takes_one_pass():
     pol = Policy.model_validate({"steps": [{"notify": ["a"], "ack_within": "5m", "repeat_every": "2m", "repeats": 2},
                                            {"notify": ["b"], "ack_within": "5m"}], "failsafe": "c",
-                                 "failsafe_repeat_every": "5s"})  # fmt: skip
+                                 "failsafe_repeat_every": "5s"}, context=SNAPSHOT)  # fmt: skip
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     for first_step in (0, 1, 2):
         for seq in range(4):
@@ -615,3 +615,22 @@ def test_latest_due_is_the_page_a_catch_up_loop_finds_and_takes_one_pass():
     t = time.perf_counter()  # a day down: 17,000 failsafe pages skipped (page_at in a loop: minutes)
     page, _ = escalation.latest_due(pol, start, 1, start + dt.timedelta(days=1))
     assert (page.kind, page.at) == ("failsafe", start + dt.timedelta(days=1)) and time.perf_counter() - t < 2
+
+
+@pytest.mark.parametrize(("key", "value", "ok"), [
+    ("repeat_every", "59s", False), ("repeat_every", "1m", True),
+    ("failsafe_repeat_every", "59s", False), ("failsafe_repeat_every", "1m", True), ("failsafe_repeat_every", "1s", False),
+])
+def test_repeats_are_at_least_a_minute_apart_in_a_file_but_a_frozen_policy_still_loads(key, value, ok):
+    step = {"notify": ["a"], "ack_within": "5m"}
+    policy = {"steps": [step], "failsafe": "c"}
+    if key == "repeat_every":
+        step.update(repeat_every=value, repeats=1)
+    else:
+        policy[key] = value
+    if ok:
+        Policy.model_validate(policy)
+    else:
+        with pytest.raises(ValueError, match=f"{key} must be at least 1m"):
+            Policy.model_validate(policy)
+    assert Policy.model_validate(policy, context=SNAPSHOT)  # an alert opened under older rules keeps escalating

@@ -267,9 +267,8 @@ def test_a_better_checkin_on_an_acknowledged_alert_changes_nothing_but_the_recor
     assert (a.state, a.next_escalation_at, len(pages(sessions, out.alert_id))) == ("acknowledged", T0 + 31 * MIN, before)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # row locks: SQLite serialises writers instead
 def test_an_acknowledgement_waiting_on_an_escalation_run_cancels_the_page_it_wrote(sessions, backend):
-    if backend != "postgresql":
-        pytest.skip("row locks: PostgreSQL")
     import threading
 
     enroll(sessions)

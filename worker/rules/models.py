@@ -8,6 +8,8 @@ Rules enforced at load time (a file breaking any of them is refused whole):
 - the root route is the mandatory catch-all: no matchers, a policy, and it pages;
 - every policy has a failsafe receiver; a step waits at least 1 minute for an acknowledgement and
   its repeats fit inside that wait; ``repeats`` is a plain integer (not ``true`` or ``"1"``);
+  ``repeat_every`` and ``failsafe_repeat_every`` are at least 1 minute (a policy frozen on an
+  alert under older rules still loads);
 - a silence needs a reason, an author, a ``patient_id`` or ``unit`` matcher with ``==`` or ``in``
   (it is a per-patient or per-unit window) and an end after its start, at most 7d later; it can
   mute at most urgent traffic, never an emergency;
@@ -33,6 +35,7 @@ from worker.rules.matchers import Matcher, MatcherError
 _DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")  # ASCII digits only
 _UNIT_SECONDS = (86400, 3600, 60, 1)
 MIN_ACK_WITHIN = dt.timedelta(minutes=1)
+MIN_REPEAT = dt.timedelta(minutes=1)  # repeat_every, failsafe_repeat_every: the scheduler ticks every few seconds
 MAX_DURATION = dt.timedelta(days=7)  # every rules duration, and a silence window
 SNAPSHOT = {"snapshot": True}  # validation context for a policy frozen on an alert (see _duration)
 
@@ -57,10 +60,15 @@ def parse_duration(value: Any, limit: dt.timedelta | None = MAX_DURATION) -> dt.
     return dt.timedelta(seconds=seconds)
 
 
+def _snapshot(info: ValidationInfo) -> bool:
+    """Whether a policy frozen on an alert is being loaded back: limits added later must not stop it."""
+    return bool((info.context or {}).get("snapshot"))
+
+
 def _duration(value: Any, info: ValidationInfo) -> dt.timedelta:
     # A policy frozen on an open alert before the 7d cap existed must still load, or that alert's
     # escalation would stop; alerting validates snapshots with context=SNAPSHOT.
-    return parse_duration(value, None if (info.context or {}).get("snapshot") else MAX_DURATION)
+    return parse_duration(value, None if _snapshot(info) else MAX_DURATION)
 
 
 def format_duration(td: dt.timedelta) -> str:
@@ -125,11 +133,13 @@ class Step(_Strict):
     repeats: int = Field(0, ge=0, le=10, strict=True)  # strict: `true` and "1" are typos, not 1
 
     @model_validator(mode="after")
-    def _timing(self) -> Step:
+    def _timing(self, info: ValidationInfo) -> Step:
         if self.ack_within < MIN_ACK_WITHIN:
             raise ValueError("ack_within must be at least 1m: nobody can acknowledge faster")
         if self.repeats and self.repeat_every is None:
             raise ValueError("repeats needs repeat_every")
+        if self.repeat_every is not None and self.repeat_every < MIN_REPEAT and not _snapshot(info):
+            raise ValueError("repeat_every must be at least 1m: a shorter repeat is a flood, not a reminder")
         if self.repeats and self.repeat_every * self.repeats >= self.ack_within:
             raise ValueError(
                 f"{self.repeats} repeats every {format_duration(self.repeat_every)} do not fit before ack_within "
@@ -144,6 +154,12 @@ class Policy(_Strict):
     ack_timeout: Duration = dt.timedelta(minutes=30)  # acknowledged but unresolved: page again after this
     failsafe: Name  # paged when every step ran out unacknowledged (mandatory)
     failsafe_repeat_every: Duration = dt.timedelta(minutes=15)
+
+    @model_validator(mode="after")
+    def _failsafe_repeat(self, info: ValidationInfo) -> Policy:
+        if self.failsafe_repeat_every < MIN_REPEAT and not _snapshot(info):
+            raise ValueError("failsafe_repeat_every must be at least 1m: a shorter repeat is a flood, not a reminder")
+        return self
 
 
 class Route(_Strict):
