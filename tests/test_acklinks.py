@@ -60,3 +60,10 @@ def test_a_link_from_the_future_is_refused():
 def test_a_short_secret_is_a_configuration_error():
     with pytest.raises(ValueError, match="at least 32 characters"):
         acklinks.issue("short", 1, "x", NOW)
+
+
+def test_a_link_carries_the_epoch_it_was_sent_in():
+    claims = acklinks.verify(SECRET, acklinks.issue(SECRET, 42, "charge-nurse", NOW, 3), NOW, dt.timedelta(hours=12))
+    assert claims.epoch == 3 and not claims.outdated(3) and claims.outdated(4) and claims.outdated(2)
+    legacy = acklinks.verify(SECRET, acklinks.issue(SECRET, 42, "charge-nurse", NOW), NOW, dt.timedelta(hours=12))
+    assert legacy.epoch is None and not legacy.outdated(7)  # a link from before epochs were signed

@@ -5,8 +5,9 @@ Endpoints:
   saying the link was already used. A GET never acknowledges: mail scanners and link previews fetch
   links by themselves.
 - ``POST /ack/<token>``: acknowledges. The token must be validly signed (403), unexpired (410), name an
-  existing alert (404) and be unused (409: single use, its nonce is stored in the same transaction
-  as the acknowledgement).
+  existing alert (404), be unused (409: single use, its nonce is stored in the same transaction
+  as the acknowledgement) and be for the alert as it is now (409 when its escalation restarted
+  after the link was sent, e.g. an upgrade: the clinician has not seen the change).
 - ``GET /api/alerts[?state=open|acknowledged|resolved|all]``, ``GET /api/alerts/<id or code>``,
   ``POST /api/alerts/<id or code>/ack`` ({"actor"}), ``POST /api/alerts/<id or code>/resolve``
   ({"actor", "note"}): with ``Authorization: Bearer <token>``; each client has its own token
@@ -71,6 +72,8 @@ from worker.store.alert_tables import OPEN_STATES, AckToken, Alert
 log = get_logger(__name__)
 MAX_BODY_BYTES = 256 << 10  # every request this API takes is a few KiB at most
 STATE_FILTERS = ("open", "triggered", "acknowledged", "resolved", "all")
+OUTDATED = ("This alert changed after this link was sent (it became more urgent, or it is being paged again), so it was "
+            "NOT acknowledged: use the link in the latest page")
 NOT_RECORDED_SMS = "NOT acknowledged: the alerting system could not record your reply. Try again or phone the unit."
 
 
@@ -204,6 +207,8 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             if link_used(s, claims.nonce):
                 return page(f"<h1>Alert {escape(a.code)}</h1><p>This acknowledgement link was already used "
                             f"(state: {escape(a.state)}).</p>", 409)  # fmt: skip
+            if claims.outdated(a.escalation_epoch):
+                return page(f"<h1>Alert {escape(a.code)}</h1><p>{OUTDATED}</p>", 409)
             return page(
                 f"<h1>Alert {escape(a.code)} ({escape(a.urgency)})</h1><p>State: {escape(a.state)}.</p>"
                 f'<form method="post"><button type="submit">I take responsibility: acknowledge</button></form>',
@@ -225,8 +230,11 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         used = False
         try:
             with sessions.begin() as s:
-                if s.get(Alert, claims.alert_id) is None:
+                alert = s.get(Alert, claims.alert_id)
+                if alert is None:
                     return error(404, "the alert of this acknowledgement link does not exist")
+                if claims.outdated(alert.escalation_epoch):
+                    return error(409, OUTDATED)
                 s.add(AckToken(nonce=claims.nonce, alert_id=claims.alert_id, used_at=now, used_by=claims.receiver))
                 try:
                     s.flush()  # the unique nonce: a second use fails here, before anything changes

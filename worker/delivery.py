@@ -152,6 +152,7 @@ def _deliver(sessions, channels, c: _Claim, clock, policy, links, templates, rnd
         alert = s.get(Alert, c.alert_id)
         state = alert.state if alert else "missing"
         code = alert.code if alert else "?"
+        epoch = alert.escalation_epoch if alert else 0
         sent_last_minute = 0
         if c.channel in policy.rate_per_minute and c.urgency != "emergency":
             sent_last_minute = s.scalar(select(func.count()).select_from(DeliveryAttempt).where(
@@ -166,7 +167,7 @@ def _deliver(sessions, channels, c: _Claim, clock, policy, links, templates, rnd
     if channel is None:
         return _record(sessions, c, clock(), "permanent", f"channel {c.channel!r} is not configured", report, policy, rnd)
     try:
-        message = _message(c, code, channel, links, templates, clock(), report)
+        message = _message(c, code, epoch, channel, links, templates, clock(), report)
         receipt = channel.send(message)
     except DeliveryError as exc:
         outcome = exc.outcome.value
@@ -176,12 +177,12 @@ def _deliver(sessions, channels, c: _Claim, clock, policy, links, templates, rnd
     _record(sessions, c, clock(), "sent", receipt.detail or None, report, policy, rnd, provider_id=receipt.provider_id)
 
 
-def _message(c: _Claim, code: str, channel: Channel, links: AckLinks | None, templates: Templates | None,
+def _message(c: _Claim, code: str, epoch: int, channel: Channel, links: AckLinks | None, templates: Templates | None,
              now: dt.datetime, report: DispatchReport) -> OutboundMessage:  # fmt: skip
     content = c.content
     ack_url = None
     if links is not None and c.escalating:
-        ack_url = f"{links.base_url.rstrip('/')}/ack/{acklinks.issue(links.secret, c.alert_id, c.receiver, now)}"
+        ack_url = f"{links.base_url.rstrip('/')}/ack/{acklinks.issue(links.secret, c.alert_id, c.receiver, now, epoch)}"
     vitals = {k: v for k, v in (content.get("vitals") or {}).items() if isinstance(v, (int, float))}
     ac = AlertContent(
         alert_id=c.alert_id, alert_code=code, patient_ref=content["patient_id"], unit=content.get("unit"),

@@ -71,6 +71,29 @@ def test_ack_link_get_never_acknowledges_post_does_once(client, sessions, alert_
         assert s.scalar(select(AuditEntry.actor).where(AuditEntry.action == "alert.acknowledged")) == "link:oncall-fellow"
 
 
+@time_machine.travel(T0 + dt.timedelta(minutes=3), tick=False)
+def test_a_link_sent_before_the_alert_was_upgraded_does_not_acknowledge_it(client, sessions, alert_id):
+    """The clinician tapped a link for the alert as it was; it has since become more urgent (its
+    escalation restarted): the link is refused, unused, and the new page's link works."""
+    with sessions() as s:
+        epoch = s.get(Alert, alert_id).escalation_epoch
+    old = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0, epoch)
+    with sessions.begin() as s:
+        alerting.on_evaluation(s, ev(vitals={"temperature_c": 39.5, "systolic_bp": 70}, oxygen={"device": "facemask"}),
+                               None, RULES, T0 + dt.timedelta(minutes=2), episode="unenrolled")  # fmt: skip
+    with sessions() as s:
+        assert s.get(Alert, alert_id).escalation_epoch == epoch + 1  # upgraded: escalation restarted
+    page = client.get(f"/ack/{old}")
+    assert page.status_code == 409 and b"NOT acknowledged" in page.data and b"<form" not in page.data
+    refused = client.post(f"/ack/{old}")
+    assert refused.status_code == 409 and "changed after this link was sent" in refused.json["error"]
+    assert state(sessions, alert_id) == "triggered"
+    with sessions() as s:
+        assert s.scalar(select(AckToken.id)) is None  # not consumed
+    new = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0 + dt.timedelta(minutes=2), epoch + 1)
+    assert client.post(f"/ack/{new}").json == {"acknowledged": True, "already": False}
+
+
 def test_forged_and_expired_links_are_refused(client, sessions, alert_id):
     token = acklinks.issue(SECRET, alert_id, "oncall-fellow", T0)
     forged = acklinks.issue("z" * 48, alert_id, "oncall-fellow", T0)
