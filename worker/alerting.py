@@ -513,11 +513,21 @@ _MAX_ID = 2**63 - 1  # BIGINT (SQLite INTEGER): a larger number is no alert, not
 
 
 def find(session: Session, ref: int | str) -> Alert:
-    """An alert by id or by its code (case-insensitive)."""
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
-        alert = session.get(Alert, int(ref)) if 0 <= int(ref) <= _MAX_ID else None
-    else:
-        alert = session.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
+    """An alert by id (an int) or by a reference a person typed: its code (case-insensitive), or
+    its id. Codes can be all digits (their alphabet holds 2-9), so a digit string that is one
+    alert's id and another alert's code is refused as ambiguous (AlertError) rather than guessed."""
+    by_id = None
+    if isinstance(ref, int) or (ref.isascii() and ref.isdigit()):
+        by_id = session.get(Alert, int(ref)) if 0 <= int(ref) <= _MAX_ID else None
+        if isinstance(ref, int):
+            if by_id is None:
+                raise AlertError(f"no alert {ref!r}")
+            return by_id
+    by_code = session.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
+    if by_id is not None and by_code is not None and by_id.id != by_code.id:
+        raise AlertError(f"ambiguous reference {ref!r}: it is the id of alert {by_id.code} and the code of alert "
+                         f"id {by_code.id}; use {by_id.code} for the first or {by_code.id} for the second")
+    alert = by_code or by_id
     if alert is None:
         raise AlertError(f"no alert {ref!r}")
     return alert

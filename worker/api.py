@@ -144,21 +144,6 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
     def error(status: int, message: str) -> tuple[Response, int]:
         return jsonify(error=message), status
 
-    def lookup(s: Session, ref: str) -> Alert:
-        """The alert ``ref`` names (an id or a code); AlertError when none, or when it names two."""
-        by_code = s.scalars(select(Alert).where(Alert.code == ref.strip().upper())).first()
-        if not (ref.isascii() and ref.isdigit()):
-            if by_code is None:
-                raise alerting.AlertError(f"no alert {ref!r}")
-            return by_code
-        if by_code is None:
-            return alerting.find(s, ref)  # by id
-        by_id = s.get(Alert, int(ref)) if int(ref) <= 2**63 - 1 else None
-        if by_id is not None and by_id.id != by_code.id:
-            raise alerting.AlertError(f"ambiguous reference {ref!r}: it is the id of alert {by_id.code} and the code "
-                                      f"of alert id {by_code.id}; use /api/alerts/{by_code.id} or /api/alerts/{by_id.code}")  # fmt: skip
-        return by_code
-
     def client() -> str | None:
         scheme, _, given_text = request.headers.get("Authorization", "").strip().partition(" ")
         if scheme.lower() != "bearer":  # the scheme is case-insensitive (RFC 7235)
@@ -371,7 +356,7 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
             return error(401, "a valid API token is required (Authorization: Bearer ...)")
         with sessions() as s:
             try:
-                return jsonify(alert_json(lookup(s, ref)))
+                return jsonify(alert_json(alerting.find(s, ref)))
             except alerting.AlertError as exc:
                 return error(409 if str(exc).startswith("ambiguous") else 404, str(exc))
 
@@ -392,7 +377,7 @@ def create_app(sessions: sessionmaker[Session], config: ApiConfig, metrics: Call
         now = config.clock()
         try:
             with sessions.begin() as s:
-                alert_id = lookup(s, ref).id  # acknowledge/resolve read an int as an id
+                alert_id = alerting.find(s, ref).id  # acknowledge/resolve read an int as an id
                 if action == "ack":
                     changed = alerting.acknowledge(s, alert_id, actor=actor, via="api", now=now)
                     return jsonify(acknowledged=True, already=not changed)

@@ -355,6 +355,22 @@ def second_alert(sessions):
                                       None, RULES, T0, episode="unenrolled").alert_id  # fmt: skip
 
 
+def test_a_typed_reference_that_is_one_alerts_id_and_anothers_code_is_refused_everywhere(sessions, alert_id):
+    """`crs-alert alerts ack 23456` (and the EHR API) share alerting.find: an all-digit reference
+    that names two alerts acknowledges neither; an int is always an id."""
+    other = second_alert(sessions)
+    set_code(sessions, other, str(alert_id))
+    with sessions.begin() as s, pytest.raises(alerting.AlertError, match="ambiguous reference"):
+        alerting.acknowledge(s, str(alert_id), actor="cli:dr.kim", via="cli", now=T0)
+    assert (state(sessions, alert_id), state(sessions, other)) == ("triggered", "triggered")
+    with sessions() as s:
+        assert alerting.find(s, alert_id).id == alert_id  # an int is an id
+        assert alerting.find(s, str(other)).id == other  # no alert has that code: the id
+        assert alerting.find(s, s.get(Alert, alert_id).code.lower()).id == alert_id  # a letter code, any case
+        with pytest.raises(alerting.AlertError, match="no alert"):
+            alerting.find(s, "99999999999999999999999")
+
+
 def test_an_sms_reply_with_an_all_digit_code_acknowledges_that_code_not_an_id(sms_client, sessions, alert_id):
     """Codes use the digits 2-9: 1 in 1024 is all digits ("23456"), and must not be read as the id of
     another alert (here the code is the first alert's id, zero-padded, to make both exist)."""
