@@ -4,16 +4,21 @@ acknowledge/resolve for the EHR, health. Time is controlled with time-machine.""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import json
+import logging
 import uuid
 from pathlib import Path
 
 import pytest
+import structlog
 import time_machine
 from sqlalchemy import select
 
 from tests.factories import ev
 from worker import acklinks, alerting
 from worker.api import ApiConfig, create_app, parse_api_tokens
+from worker.logs import configure_logging
 from worker.rules.loader import load_rules_text
 from worker.store.alert_tables import AckToken, Alert, Notification
 from worker.store.db import make_engine, session_factory
@@ -301,10 +306,6 @@ def test_a_body_over_the_limit_is_refused_with_a_json_error(client, alert_id):
 
 # ---- audit 2026-12-03: failures, references, senders, filters ---------------------------------
 
-import io  # noqa: E402
-import json as _json  # noqa: E402
-
-from worker.logs import configure_logging  # noqa: E402
 
 
 def dead_client(**config):
@@ -312,10 +313,23 @@ def dead_client(**config):
     return create_app(session_factory(engine), ApiConfig(ack_secret=SECRET, api_tokens={"ehr": EHR_TOKEN}, **config)).test_client()
 
 
-def test_a_database_failure_answers_503_json_and_logs_neither_the_link_nor_a_message():
-    """An ack link's path is a live credential: a failure logs the endpoint's name, never the path."""
+@pytest.fixture
+def json_log():
+    """The process's logging as in production (JSON lines), into a buffer; put back afterwards, so
+    later tests that read their log lines from stdout still find them there."""
     out = io.StringIO()
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
     configure_logging(json=True, level="INFO", stream=out)
+    yield out
+    root.handlers = saved[0]
+    root.setLevel(saved[1])
+    structlog.reset_defaults()
+
+
+def test_a_database_failure_answers_503_json_and_logs_neither_the_link_nor_a_message(json_log):
+    """An ack link's path is a live credential: a failure logs the endpoint's name, never the path."""
+    out = json_log
     token = acklinks.issue(SECRET, 7, "oncall-fellow", dt.datetime.now(dt.UTC))
     c = dead_client()
     r = c.post(f"/ack/{token}")
@@ -325,7 +339,7 @@ def test_a_database_failure_answers_503_json_and_logs_neither_the_link_nor_a_mes
     assert c.get("/api/alerts", headers=AUTH).status_code == 503
     logged = out.getvalue()
     assert token not in logged and token.split(".")[0] not in logged and "127.0.0.1" not in logged
-    events = [_json.loads(line) for line in logged.splitlines()]
+    events = [json.loads(line) for line in logged.splitlines()]
     failed = [e for e in events if e["event"] == "api_request_failed"]
     assert {e["component"] for e in failed} == {"ack_link", "ack_page", "list_alerts"}
     assert {e["http_status"] for e in failed} == {503} and all(e["error_type"] == "OperationalError" for e in failed)
