@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _NAME = r"^[A-Za-z0-9_.:-]+$"
@@ -101,18 +101,11 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, v: Any) -> Any:
         return None if v == "" else v  # compose passes ${VAR:-} as an empty string
 
-    @field_validator("redis_url")
+    @field_validator("redis_url", "database_url")
     @classmethod
-    def _redis_url(cls, v: str | None) -> str | None:
+    def _url(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v:
-            check_redis_url(v)
-        return v
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url(cls, v: str | None) -> str | None:
-        if v:
-            check_database_url(v)
+            (check_redis_url if info.field_name == "redis_url" else check_database_url)(v)
         return v
 
     @field_validator("api_host")
