@@ -5,7 +5,8 @@ Rules (issue 4; the pure parts are in worker/rules/):
   and the receivers it names are frozen onto it.
 - A later evaluation worse than the worst the alert has seen (CRS grade, ICANS level, a new
   emergency red flag) upgrades it: it becomes unacknowledged and the escalation restarts, at the
-  step already reached, with fresh content. Anything else is an annotation: recorded, not paged.
+  step already reached (at step 1 when it had been acknowledged or its policy changes), with fresh
+  content. Anything else is an annotation: recorded, not paged.
 - Only a clinician resolves a clinical alert. Exception [design]: a missed-check-in alert is
   resolved by the system when the patient checks in again (that is what it was waiting for).
 - Escalation due times are stored on the alert; ``escalate_due`` claims each due alert with a
