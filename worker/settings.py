@@ -186,17 +186,22 @@ DATABASE_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres", "sqlite", "s
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(?:\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*\.?", re.ASCII)
 
 
-def check_redis_url(url: str) -> None:
-    """ValueError (never quoting the URL) unless redis-py can read ``url``."""
-    scheme, sep, _ = url.partition("://")
-    if not sep or scheme not in REDIS_SCHEMES:
-        raise ValueError("must be a redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH URL, e.g. redis://127.0.0.1:6379/0")
+def _check_port(url: str) -> None:
+    """ValueError unless the URL's port, when it has one, is a number from 1 to 65535."""
     try:
         port = urlsplit(url).port
     except ValueError:
         port = -1
     if port is not None and not 0 < port < 65536:
         raise ValueError("the port must be a number from 1 to 65535")
+
+
+def check_redis_url(url: str) -> None:
+    """ValueError (never quoting the URL) unless redis-py can read ``url``."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme not in REDIS_SCHEMES:
+        raise ValueError("must be a redis://HOST:PORT/DB, rediss:// (TLS) or unix:///PATH URL, e.g. redis://127.0.0.1:6379/0")
+    _check_port(url)
     from redis.connection import parse_url  # what redis.Redis.from_url runs
 
     try:
@@ -216,12 +221,7 @@ def check_database_url(url: str) -> None:
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
     if netloc.count("@") > 1:
         raise ValueError("the user name or password holds '@': write it percent-encoded as %40")
-    try:
-        port = urlsplit(url).port
-    except ValueError:
-        port = -1
-    if port is not None and not 0 < port < 65536:
-        raise ValueError("the port must be a number from 1 to 65535")
+    _check_port(url)
 
 
 def check_host(host: str) -> str:
