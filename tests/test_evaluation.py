@@ -195,3 +195,33 @@ def test_late_fever_after_car_t_or_hypothermia_points_to_infection(therapy, star
     else:
         assert says in e.advice and "screen for sepsis now." in e.advice
         assert e.advice.endswith(INFECTION)  # infection still never excluded
+
+
+# ---- the stored result --------------------------------------------------------------------------
+
+
+def _stored_result_cases():
+    from tests.checkin_corpus import CORPUS
+
+    docs = [c.doc for c in CORPUS if c.valid]
+    docs += [baseline(recorded_at=t) for t in ("2026-11-20T06:15:00.123456Z", "2026-11-20T08:15:00+02:00",
+                                                "2026-11-20T01:15:00.5-05:00")]
+    return docs
+
+
+def test_orjson_writes_an_evaluation_as_its_as_dict():
+    """The pipeline stores ``orjson.dumps(evaluation)`` as ``evaluations.result`` (no dict built):
+    the same object as ``as_dict()``, key for key and value for value, over the whole corpus and
+    for times with microseconds and other offsets."""
+    import orjson
+
+    from worker.checkin import parse_checkin
+    from worker.evaluation import evaluate
+
+    cases = _stored_result_cases()
+    assert len(cases) > 50
+    for doc in cases:
+        e = evaluate(parse_checkin(doc), PatientContext(age_years=8.5, therapy="teclistamab"))
+        stored = orjson.loads(orjson.dumps(e))
+        assert stored == e.as_dict() and set(stored) == set(e.as_dict()), doc
+        assert type(stored["recorded_at"]) is str and dt.datetime.fromisoformat(stored["recorded_at"]) == e.recorded_at

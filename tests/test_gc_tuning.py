@@ -36,3 +36,44 @@ def test_celery_worker_processes_are_tuned_at_start() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_paused_turns_automatic_collection_off_for_the_block_only() -> None:
+    assert gc.isenabled()
+    with gc_tuning.paused():
+        assert not gc.isenabled()
+        with gc_tuning.paused():  # nested: the inner block leaves it off
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    try:
+        with gc_tuning.paused():
+            raise KeyError("batch failed")
+    except KeyError:
+        pass
+    assert gc.isenabled()  # also after an error
+
+
+def test_paused_leaves_collection_off_where_it_was_off() -> None:
+    gc.disable()
+    try:
+        with gc_tuning.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_a_drained_batch_runs_with_collection_paused(monkeypatch) -> None:
+    """pipeline._commit_and_ack (every batch, and the read-ahead inside it) runs inside paused()."""
+    from worker import pipeline
+
+    seen = []
+    monkeypatch.setattr(pipeline, "process", lambda *a, **k: seen.append(gc.isenabled()) or pipeline.DrainReport())
+
+    class Consumer:
+        def ack(self, ids):
+            return len(list(ids))
+
+    pipeline._commit_and_ack(Consumer(), [], None, None, prepared=pipeline.Prepared([], []))
+    assert seen == [False] and gc.isenabled()

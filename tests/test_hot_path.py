@@ -66,3 +66,23 @@ def test_public_grading_functions_match_the_hot_path(age):
     limit = band.hypotension_limit(age)
     assert grade_crs(checkin, band, age) == crs_of(checkin, vitals_of(checkin), band, limit)
     assert red_flags(checkin, band, age, limit, 6) == red_flags_of(checkin, vitals_of(checkin), band, age, limit, 6)
+
+
+def _python_functions(schema, path=""):
+    """(path, function name) of every Python function in a pydantic-core schema."""
+    if isinstance(schema, dict):
+        if str(schema.get("type", "")).startswith("function") and not path.endswith("serialization"):
+            fn = schema["function"]["function"] if isinstance(schema["function"], dict) else schema["function"]
+            yield path, getattr(fn, "__name__", repr(fn))
+        for key, value in schema.items():
+            yield from _python_functions(value, f"{path}/{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            yield from _python_functions(value, f"{path}[{i}]")
+
+
+def test_numeric_bounds_are_checked_by_pydantic_core_not_by_python_functions():
+    """The bounds of the integer fields stay in the Rust int schema; only our own validators are
+    Python (date-times, dates, the schema version, uniqueItems, integral floats)."""
+    names = {name for _, name in _python_functions(ck.CheckIn.__pydantic_core_schema__)}
+    assert names == {"_parse_datetime", "_parse_date", "_schema_version", "_unique", "_integral_float_to_int"}, names

@@ -61,7 +61,9 @@ def Number(lo: float, hi: float) -> Any:  # noqa: N802 - reads like a type in th
 
 
 def Integer(lo: int, hi: int) -> Any:  # noqa: N802
-    return Annotated[int, BeforeValidator(_integral_float_to_int), Field(ge=lo, le=hi)]
+    # The bounds first: so they stay part of pydantic-core's int schema (checked in Rust). Placed
+    # after the BeforeValidator, they became two Python functions per field (the same errors).
+    return Annotated[int, Field(ge=lo, le=hi), BeforeValidator(_integral_float_to_int)]
 
 
 _STR = {str}

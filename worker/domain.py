@@ -20,10 +20,10 @@ class Urgency(str, Enum):
 
     @property
     def rank(self) -> int:
-        return _URGENCY_RANK[self]
+        return URGENCY_RANK[self]
 
 
-_URGENCY_RANK = {u: i for i, u in enumerate(Urgency)}
+URGENCY_RANK: dict[Urgency, int] = {u: i for i, u in enumerate(Urgency)}  # NONE 0 ... EMERGENCY 3
 
 
 class Tier(str, Enum):

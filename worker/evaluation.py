@@ -13,7 +13,7 @@ from typing import Any
 
 from worker.advice import advise, infection_pointer
 from worker.checkin import CheckIn, Vitals, vitals_of
-from worker.domain import EMERGENCY_FLAGS, PatientContext, Urgency
+from worker.domain import EMERGENCY_FLAGS, URGENCY_RANK, PatientContext, Urgency
 from worker.grading import news2 as n2
 from worker.grading import therapy as th
 from worker.grading.crs import CrsResult, crs_of
@@ -47,9 +47,11 @@ class Evaluation:
     therapy_class: str
     day_since_therapy: int | None
     in_risk_window: bool | None
+    valid: bool = True  # evaluate.md's "valid": an Evaluation is only ever made of a valid check-in
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object of evaluate.md (plus the therapy/age context fields)."""
+        """The JSON object of evaluate.md (plus the therapy/age context fields). ``orjson.dumps``
+        of the Evaluation writes the same object (its fields in their order) without this dict."""
         return {
             "checkin_id": self.checkin_id,
             "patient_id": self.patient_id,
@@ -217,11 +219,6 @@ class Transition:
         }
 
 
-def _icans_level(e: Any) -> int:
-    """ICANS grade, or its proven floor when the grade is null."""
-    return e.icans_grade if e.icans_grade is not None else e.icans_floor
-
-
 def compare(previous: Any | None, current: Evaluation) -> Transition | None:
     """What got worse since ``previous`` (anything with crs_grade, icans_grade, icans_floor,
     red_flags, urgency); None when nothing did. The first evaluation of a patient is "first".
@@ -229,25 +226,33 @@ def compare(previous: Any | None, current: Evaluation) -> Transition | None:
     - crs_worse: the CRS grade rose; icans_worse: the ICANS grade (or floor) rose;
     - new_red_flags: a flag not present before; urgency_worse: the urgency rank rose.
     An improvement is never a transition.
+
+    Called once per stored check-in, so it reads each field once and looks urgencies up in a
+    dict (``Urgency(value)`` costs several times more); an urgency given as its text works too.
     """
-    level = _icans_level(current)
-    urgency = Urgency(current.urgency)
+    level = current.icans_grade if current.icans_grade is not None else current.icans_floor
+    urgency = _urgency_of(current.urgency)
     if previous is None:
         return Transition(("first",), None, current.crs_grade, None, level, current.red_flags, None, urgency.value)
     kinds = []
     if current.crs_grade > previous.crs_grade:
         kinds.append("crs_worse")
-    prev_level = _icans_level(previous)
+    prev_level = previous.icans_grade if previous.icans_grade is not None else previous.icans_floor
     if level > prev_level:
         kinds.append("icans_worse")
-    new_flags = tuple(sorted(set(current.red_flags) - set(previous.red_flags)))
+    flags = current.red_flags
+    new_flags = tuple(sorted(set(flags).difference(previous.red_flags))) if flags else ()
     if new_flags:
         kinds.append("new_red_flags")
-    prev_urgency = Urgency(previous.urgency)
-    if urgency.rank > prev_urgency.rank:
+    prev_urgency = _urgency_of(previous.urgency)
+    if URGENCY_RANK[urgency] > URGENCY_RANK[prev_urgency]:
         kinds.append("urgency_worse")
     if not kinds:
         return None
     return Transition(
         tuple(kinds), previous.crs_grade, current.crs_grade, prev_level, level, new_flags, prev_urgency.value, urgency.value
     )
+
+
+def _urgency_of(value: Urgency | str) -> Urgency:
+    return value if type(value) is Urgency else Urgency(value)

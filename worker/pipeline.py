@@ -48,6 +48,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import orjson
 import redis
@@ -55,7 +56,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from worker import metrics
+from worker import gc_tuning, metrics
 from worker.checkin import UNKNOWN_FIELD, CheckIn, FieldError, IntakeError, not_utf8, parse_checkin
 from worker.evaluation import Evaluation, Transition, compare, evaluate
 from worker.intake import Consumer, Entry
@@ -122,10 +123,23 @@ class Refusal:
 @dataclass(slots=True)
 class Accepted:
     checkin: CheckIn
-    document: dict  # the producer's JSON object as received (validated); stored as JSON, every value kept
+    raw: bytes  # the stream entry's bytes: a valid check-in's JSON text
     # The text holds a \u escape of NUL or of a surrogate (the only way such a character gets into a
     # valid JSON document): a value some database refuses, so the entry is stored the careful way.
     suspect: bool = False
+    parsed: dict | None = None  # the document, once something needed it as data (see ``payload``)
+
+    @property
+    def document(self) -> dict:
+        """The producer's JSON object as received (validated), every value kept."""
+        if self.parsed is None:
+            self.parsed = orjson.loads(self.raw)
+        return self.parsed
+
+    def payload(self) -> Any:
+        """The value stored in ``checkins.payload``: the producer's JSON text itself where it is
+        strict JSON that every reader takes as it is (see ``_document``), else the parsed document."""
+        return orjson.Fragment(self.raw) if self.parsed is None else self.parsed
 
 
 def decode(entry: Entry) -> Accepted | Refusal:
@@ -141,48 +155,60 @@ def decode(entry: Entry) -> Accepted | Refusal:
         return Refusal("too_large", [FieldError("(document)", f"Payload of {len(raw)} bytes exceeds the limit of "
                                                               f"{MAX_PAYLOAD_BYTES} (a check-in is a few KiB); its first "
                                                               f"{KEEP_OVERSIZED_BYTES} bytes are kept")])
+    if not raw.isascii():  # ASCII is UTF-8; anything else is checked here, before the model sees it
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Refusal("not_utf8", [not_utf8(raw, exc)])
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return Refusal("not_utf8", [not_utf8(raw, exc)])
-    try:
-        checkin = parse_checkin(text)
+        checkin = parse_checkin(raw)
     except IntakeError as exc:
-        return Refusal("invalid" if _is_json(text) else "not_json", list(exc.errors), exc.checkin_id)
+        return Refusal("invalid" if _is_json(raw) else "not_json", list(exc.errors), exc.checkin_id)
     except (RecursionError, MemoryError, ValueError) as exc:  # e.g. JSON nested thousands deep
         return Refusal("invalid", [FieldError("(document)", f"Unreadable document ({type(exc).__name__}); "
                                                             "check-ins are flat objects nested at most two levels")])
-    suspect = _UNSAFE_ESCAPE.search(text) is not None
+    suspect = _UNSAFE_ESCAPE.search(raw) is not None
     try:
-        return Accepted(checkin, _document(raw, text, suspect), suspect)
+        return Accepted(checkin, raw, suspect, _document(raw, suspect))
     except (RecursionError, ValueError) as exc:  # e.g. a number beyond Python's int-parsing limit
         return Refusal("invalid", [FieldError("(document)", f"Valid check-in that cannot be stored verbatim ({type(exc).__name__})")],
                        checkin.checkin_id)
 
 
-def _document(raw: bytes, text: str, suspect: bool) -> dict:
-    """The producer's JSON object (called only once the check-in is valid).
+# Python's json.loads refuses an integer of more than 4,300 digits (int_max_str_digits), so a shorter
+# text cannot hold one: below this length, text that orjson reads is text every reader takes.
+_VERBATIM_MAX_BYTES = 4_000
 
-    orjson is several times faster and reads a valid check-in exactly as json.loads does: every
-    number in one is bounded by the schema (orjson turns an integer beyond 64 bits into a float)
-    and duplicate keys keep the last value in both. Where orjson refuses (an escaped surrogate),
-    json.loads reads it, so the stored document never depends on which parser ran
-    (tests/test_document_parsing.py compares both over the check-in corpus)."""
+
+def _document(raw: bytes, suspect: bool) -> dict | None:
+    """The producer's JSON object where it must be stored as data, None where the text itself can
+    be stored (called only once the check-in is valid).
+
+    The text is stored as it is when orjson reads it (strict RFC 8259: no NaN, no Infinity, no
+    lone surrogate) and it is shorter than ``_VERBATIM_MAX_BYTES``: PostgreSQL's json and every
+    Python reader then take it, and nothing is parsed twice. A valid check-in can still carry such
+    a value under a key it repeats (the model validates the last one only): such a document is
+    stored as the data json.loads reads, so the stored document never depends on which parser ran
+    (tests/test_document_parsing.py compares both over the check-in corpus). orjson reads a valid
+    check-in exactly as json.loads does: every number in one is bounded by the schema and duplicate
+    keys keep the last value in both."""
     if not suspect:
         try:
-            return orjson.loads(raw)
+            document = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    return json.loads(text)
+        else:
+            return None if len(raw) < _VERBATIM_MAX_BYTES else document
+    return json.loads(raw.decode("utf-8"))
 
 
 # \u0000 (NUL) and \uD800-\uDFFF (surrogates, paired or not: checked conservatively), any case.
-_UNSAFE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_UNSAFE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
-def _is_json(text: str) -> bool:
+def _is_json(raw: bytes) -> bool:
     try:
-        json.loads(text)
+        json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         return False
     return True
@@ -300,7 +326,7 @@ class _Batch:
         pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
         latest = repo.latest_states(self.session, pids)
-        items: list[tuple[Entry, CheckIn, dict, Evaluation]] = []
+        items: list[tuple[Entry, CheckIn, Accepted, Evaluation]] = []
         suspect = False
         for e in evaluated:
             entry, accepted, checkin = e.entry, e.accepted, e.accepted.checkin
@@ -309,7 +335,7 @@ class _Batch:
                     "(document)", f"The evaluator failed on this check-in ({e.failure}); stored for review, not evaluated")],
                     checkin.checkin_id))
                 continue
-            items.append((entry, checkin, accepted.document, e.evaluation))
+            items.append((entry, checkin, accepted, e.evaluation))
             suspect = suspect or accepted.suspect
         if not items:
             return
@@ -332,15 +358,15 @@ class _Batch:
                 for level, event, kw in emit:
                     log.log(level, event, **kw)
                 return
-        for entry, checkin, document, evaluation in items:  # the per-entry safety net
-            self._store_or_refuse(entry, checkin, document, evaluation, latest)
+        for entry, checkin, accepted, evaluation in items:  # the per-entry safety net
+            self._store_or_refuse(entry, checkin, accepted, evaluation, latest)
 
     def _restore(self, report: dict[str, int], stored: int) -> None:
         for name, value in report.items():  # the fast path's savepoint was rolled back
             setattr(self.report, name, value)
         del self.stored[stored:]
 
-    def _store_all(self, items: list[tuple[Entry, CheckIn, dict, Evaluation]], latest: dict[str, repo.PatientState],
+    def _store_all(self, items: list[tuple[Entry, CheckIn, Accepted, Evaluation]], latest: dict[str, repo.PatientState],
                    meanwhile: "ReadAhead | None" = None) -> list[tuple[str, dict]]:
         """``_store`` for every item at once: one statement (or COPY) per table. Returns the log
         events to emit once the statements have succeeded (so a refused batch logs nothing twice).
@@ -353,68 +379,74 @@ class _Batch:
             writer.close()  # also on an error: never leave while a helper thread still writes on the connection
 
     def _write_all(self, writer: batch_writer.InsertWriter | batch_writer.CopyWriter,
-                   items: list[tuple[Entry, CheckIn, dict, Evaluation]], latest: dict[str, repo.PatientState],
+                   items: list[tuple[Entry, CheckIn, Accepted, Evaluation]], latest: dict[str, repo.PatientState],
                    meanwhile: "ReadAhead | None") -> list[tuple[str, dict]]:
+        # Once per stored check-in: fields are read into locals once, rows are dict displays, and an
+        # in-batch predecessor's state is its Evaluation itself (compare reads the same fields).
         session, now = self.session, self.now
         first: dict[str, int] = {}  # checkin_id -> index of its first item (in per-patient order)
-        for i, (_, checkin, _, _) in enumerate(items):
-            first.setdefault(checkin.checkin_id, i)
-        row_ids = writer.checkins(
-            [dict(checkin_id=items[i][1].checkin_id, patient_id=items[i][1].patient_id, recorded_at=items[i][1].recorded_at,
-                  received_at=now, stream_id=items[i][0].stream_id, payload=items[i][2]) for i in first.values()])
+        for i, item in enumerate(items):
+            first.setdefault(item[1].checkin_id, i)
+        unique = items if len(first) == len(items) else [items[i] for i in first.values()]
+        row_ids = writer.checkins([
+            {"checkin_id": c.checkin_id, "patient_id": c.patient_id, "recorded_at": c.recorded_at, "received_at": now,
+             "stream_id": e.stream_id, "payload": accepted.payload()} for e, c, accepted, _ in unique])
         # patient -> (evaluation id, or the checkin_id of an evaluation of this batch; effective_at; state)
-        state: dict[str, tuple[int | str, dt.datetime, repo.PatientState]] = {
+        state: dict[str, tuple[int | str, dt.datetime, object]] = {
             pid: (s.evaluation_id, s.effective_at, s) for pid, s in latest.items()}
         # Walk in per-patient order as _store does; evaluation ids are known only after the INSERT,
         # so an in-batch predecessor is referred to by its checkin_id until then.
         new: list[tuple[int, dt.datetime, bool, object, object]] = []  # (item, effective_at, out_of_order, previous, transition)
         known: list[int] = []
+        rows: list[dict] = []
         for i, (entry, checkin, _, ev) in enumerate(items):
-            if checkin.checkin_id not in row_ids or first[checkin.checkin_id] != i:
+            cid = checkin.checkin_id
+            if cid not in row_ids or first[cid] != i:
                 known.append(i)
                 continue
-            previous = state.get(checkin.patient_id)
-            effective_at = self.effective(checkin)
+            pid, recorded_at = checkin.patient_id, checkin.recorded_at
+            previous = state.get(pid)
+            effective_at = recorded_at if recorded_at <= now else now
             out_of_order = previous is not None and effective_at < previous[1]
             transition = None
             if not out_of_order:
                 transition = compare(previous[2] if previous is not None else None, ev)
-                state[checkin.patient_id] = (checkin.checkin_id, effective_at, repo.PatientState(
-                    0, effective_at, ev.crs_grade, ev.icans_grade, ev.icans_floor, tuple(ev.red_flags), ev.urgency))
+                state[pid] = (cid, effective_at, ev)
             new.append((i, effective_at, out_of_order, previous, transition))
-        eval_ids = writer.evaluations([_evaluation_row(items[i][3], row_ids[items[i][1].checkin_id], effective_at, now, out_of_order)
-                                       for i, effective_at, out_of_order, _, _ in new])
+            rows.append(_evaluation_row(ev, row_ids[cid], effective_at, now, out_of_order))
+        eval_ids = writer.evaluations(rows)
         emit: list[tuple[int, str, dict]] = []
         debug = _stdlib_log.isEnabledFor(logging.DEBUG)
         transitions = []
+        report, stored = self.report, self.stored
         for i, effective_at, out_of_order, previous, transition in new:
             entry, checkin, _, ev = items[i]
             if effective_at < checkin.recorded_at:
                 repo.audit(session, at=now, actor=ACTOR, action="checkin.future_dated", subject=checkin.checkin_id,
                            patient_id=checkin.patient_id, ahead_s=(checkin.recorded_at - now).total_seconds())
-            self.report.evaluated += 1
-            self.stored.append((ev, checkin))  # out-of-order ones too: a late emergency report must still page
+            stored.append((ev, checkin))  # out-of-order ones too: a late emergency report must still page
             previous_id = None if previous is None else previous[0] if isinstance(previous[0], int) else eval_ids[previous[0]]
             if out_of_order:
-                self.report.out_of_order += 1
+                report.out_of_order += 1
                 repo.audit(session, at=now, actor=ACTOR, action="checkin.out_of_order", subject=checkin.checkin_id,
                            patient_id=checkin.patient_id, latest_evaluation_id=previous_id)
                 emit.append((logging.INFO, "checkin_out_of_order", dict(checkin_id=checkin.checkin_id, patient_id=checkin.patient_id)))
                 continue
             if transition is not None:
-                transitions.append(dict(evaluation_id=eval_ids[ev.checkin_id], previous_evaluation_id=previous_id,
-                                        patient_id=ev.patient_id, checkin_id=ev.checkin_id, kinds=list(transition.kinds),
-                                        urgency=ev.urgency.value, detail=transition.as_dict(), created_at=now))
-                self.report.transitions += 1
+                transitions.append({"evaluation_id": eval_ids[ev.checkin_id], "previous_evaluation_id": previous_id,
+                                    "patient_id": ev.patient_id, "checkin_id": ev.checkin_id, "kinds": transition.kinds,
+                                    "urgency": ev.urgency.value, "detail": transition.as_dict(), "created_at": now})
                 if debug:  # one line per transition only at DEBUG; drain_done counts them at INFO
                     emit.append((logging.DEBUG, "patient_transition", _transition_fields(ev, transition)))
+        report.evaluated += len(new)
+        report.transitions += len(transitions)
         writer.transitions(transitions)
         writer.flush(meanwhile.run if meanwhile is not None else None)
         for i in known:  # a redelivery or a duplicate (also of an earlier entry of this batch)
             self._known(*items[i])
         return emit
 
-    def _store_or_refuse(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
+    def _store_or_refuse(self, entry: Entry, checkin: CheckIn, accepted: Accepted, ev: Evaluation,
                          latest: dict[str, repo.PatientState]) -> None:
         """Store one check-in inside a SAVEPOINT: a value the database cannot hold (e.g. a NUL
         character on PostgreSQL) rejects that entry only, never the batch. A database that is
@@ -422,7 +454,7 @@ class _Batch:
         snapshot, stored = dict(latest), len(self.stored)
         try:
             with self.session.begin_nested():
-                self._store(entry, checkin, payload, ev, latest)
+                self._store(entry, checkin, accepted, ev, latest)
         except DBAPIError as exc:
             if not isinstance(exc, DataError):
                 raise
@@ -441,17 +473,17 @@ class _Batch:
             "(document)", f"The database refused a value of this check-in ({type(exc).__name__}, e.g. a NUL character "
                           "or an unpaired surrogate); kept here as raw bytes")], checkin.checkin_id))
 
-    def _store(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation,
+    def _store(self, entry: Entry, checkin: CheckIn, accepted: Accepted, ev: Evaluation,
                latest: dict[str, repo.PatientState]) -> None:
         row_id = repo.insert_ignore(
             self.session,
             CheckinRow.__table__,
             dict(checkin_id=checkin.checkin_id, patient_id=checkin.patient_id, recorded_at=checkin.recorded_at,
-                 received_at=self.now, stream_id=entry.stream_id, payload=payload),
+                 received_at=self.now, stream_id=entry.stream_id, payload=accepted.payload()),
             ("checkin_id",),
         )
         if row_id is None:
-            self._known(entry, checkin, payload, ev)
+            self._known(entry, checkin, accepted, ev)
             return
         previous = latest.get(checkin.patient_id)
         effective_at = self.effective(checkin)
@@ -484,7 +516,7 @@ class _Batch:
             self.report.transitions += 1
             log.debug("patient_transition", **_transition_fields(ev, transition))
 
-    def _known(self, entry: Entry, checkin: CheckIn, payload: dict, ev: Evaluation) -> None:
+    def _known(self, entry: Entry, checkin: CheckIn, accepted: Accepted, ev: Evaluation) -> None:
         """The checkin_id is stored already: a redelivery of the same entry, a duplicate, or a
         different check-in under a reused id (rejected)."""
         existing = self.session.execute(
@@ -493,7 +525,7 @@ class _Batch:
         if existing.stream_id == entry.stream_id:
             self.report.redelivered += 1
             return
-        if existing.payload != payload:
+        if existing.payload != accepted.document:
             other = "another patient's check-in" if existing.patient_id != checkin.patient_id else "a check-in with different content"
             self.reject(entry, Refusal("checkin_id_conflict", [FieldError("checkin_id", (
                 f"Already used by {other}; this one was NOT evaluated (its urgency "
@@ -515,12 +547,15 @@ class _Batch:
 
 def _evaluation_row(ev: Evaluation, checkin_row_id: int, effective_at: dt.datetime, now: dt.datetime,
                     out_of_order: bool) -> dict:
-    """The evaluations row of ``ev`` (the batch path; ``_store`` writes the same columns)."""
-    return dict(checkin_row_id=checkin_row_id, checkin_id=ev.checkin_id, patient_id=ev.patient_id,
-                recorded_at=ev.recorded_at, effective_at=effective_at, evaluated_at=now, crs_grade=ev.crs_grade,
-                crs_grade_is_minimum=ev.crs_grade_is_minimum, icans_grade=ev.icans_grade, icans_floor=ev.icans_floor,
-                red_flags=list(ev.red_flags), news2=ev.news2, urgency=ev.urgency.value, out_of_order=out_of_order,
-                result=ev.as_dict())
+    """The evaluations row of ``ev`` (the batch path; ``_store`` writes the same columns). JSON
+    columns take tuples as they are (written as arrays), and ``result`` the Evaluation itself:
+    orjson writes a dataclass as the object of its fields, which are ``as_dict()``'s keys and values
+    (tests/test_evaluation.py holds them to it), without building that dict."""
+    return {"checkin_row_id": checkin_row_id, "checkin_id": ev.checkin_id, "patient_id": ev.patient_id,
+            "recorded_at": ev.recorded_at, "effective_at": effective_at, "evaluated_at": now, "crs_grade": ev.crs_grade,
+            "crs_grade_is_minimum": ev.crs_grade_is_minimum, "icans_grade": ev.icans_grade, "icans_floor": ev.icans_floor,
+            "red_flags": ev.red_flags, "news2": ev.news2, "urgency": ev.urgency.value, "out_of_order": out_of_order,
+            "result": ev}
 
 
 def _transition_fields(ev: Evaluation, transition: Transition) -> dict:
@@ -598,17 +633,18 @@ def _commit_and_ack(consumer: Consumer, entries: list[Entry], sessions: sessionm
                     alerts: AlertHook | None = None, prepared: Prepared | None = None,
                     meanwhile: "ReadAhead | None" = None) -> DrainReport:
     started = time.perf_counter()
-    if prepared is None:
-        prepared = prepare(entries, sessions)
-    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
-        try:
-            report = process(entries, sessions=sessions, now=now, alerts=alerts, prepared=prepared,
-                             meanwhile=meanwhile)  # commit ...
-            break
-        except DBAPIError as exc:
-            if not _transient(exc) or attempt == TRANSIENT_ATTEMPTS:
-                raise
-            log.warning("batch_retried", error_type=type(exc.orig).__name__, attempt=attempt, batch_size=len(entries))
+    with gc_tuning.paused():  # one batch (and the read-ahead of the next): see worker/gc_tuning.py
+        if prepared is None:
+            prepared = prepare(entries, sessions)
+        for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+            try:
+                report = process(entries, sessions=sessions, now=now, alerts=alerts, prepared=prepared,
+                                 meanwhile=meanwhile)  # commit ...
+                break
+            except DBAPIError as exc:
+                if not _transient(exc) or attempt == TRANSIENT_ATTEMPTS:
+                    raise
+                log.warning("batch_retried", error_type=type(exc.orig).__name__, attempt=attempt, batch_size=len(entries))
     report.acked = consumer.ack(e.stream_id for e in entries)  # ... THEN ack
     report.batches = 1
     metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

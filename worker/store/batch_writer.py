@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from psycopg.types.json import set_json_dumps
+import orjson
 from sqlalchemy import JSON, BigInteger, Boolean, Float, Integer, String, Table, Text, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -173,10 +173,11 @@ def writer_for(session: Session, overlapped: bool = False) -> InsertWriter | Cop
 
 # SQLAlchemy column type -> the PostgreSQL type a value is sent as. First
 # match wins (BigInteger before Integer: it is a subclass). A JSON column's value is plain data,
-# serialised by the cursor's json dumper (set in ``_run`` to ``repo.json_bytes``: bytes that go out
-# as they are, no str in between); json's binary format is its text, and the server checks it with
-# json's own input rules. A timestamp is checked to be aware before anything is sent (``_plan``). A
-# varchar(n) limit is still enforced by the server.
+# serialised by ``_plan`` (orjson over the whole column; ``repo.json_bytes`` where orjson refuses a
+# value) and sent as those bytes: json's binary format is its text, and the server checks it with
+# json's own input rules. (Through psycopg's json dumper, each value cost two Python calls.) A
+# timestamp is checked to be aware before anything is sent (``_plan``). A varchar(n) limit is
+# still enforced by the server.
 _COPY_TYPES = ((JSON, "json"), (UTCDateTime, "timestamptz"), (Boolean, "bool"), (BigInteger, "int8"), (Integer, "int4"),
                (Float, "float8"), (String, "text"), (Text, "text"))
 
@@ -210,28 +211,43 @@ _Plan = tuple[str, list[str], list[Sequence[Any]]]  # statement, types, rows of 
 
 
 def _plan(table: Table, rows: Sequence[dict[str, Any]], ids: Sequence[int] | None = None) -> _Plan:
-    """The statement, the types and the values (timestamps checked), built before anything is
-    sent; JSON values stay plain data, serialised as they are sent (``_run``). ``ids``: the rows'
-    ``id`` column, one per row, sent first (so the rows need not be copied to add it). Raises
-    ValueError for a naive timestamp."""
+    """The statement, the types and the values, built before anything is sent: timestamps checked,
+    JSON values serialised (``_json_texts``). ``ids``: the rows' ``id`` column, one per row, sent
+    first (so the rows need not be copied to add it). Raises ValueError for a naive timestamp and
+    TypeError for a value JSON cannot hold.
+
+    Column by column, in C where it can be: ``map`` with ``itemgetter`` takes a column out of the
+    rows, ``orjson.dumps`` serialises a JSON column, ``zip`` makes the rows of values."""
     names = list(rows[0])
     if ids is not None and (len(ids) != len(rows) or "id" in names):  # a caller bug
         raise RuntimeError(f"{table.name}: {len(ids)} ids for {len(rows)} rows, or rows that carry their own id")
     types = [_copy_type(table.c[name]) for name in names]
-    get = operator.itemgetter(*names)
-    if len(names) == 1:
-        values: list[Sequence[Any]] = [(get(row),) for row in rows]
-    else:
-        values = list(map(get, rows))  # tuples, in C
-    for i in (i for i, pg_type in enumerate(types) if pg_type == "timestamptz"):
-        for moment in map(operator.itemgetter(i), values):
-            if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
-                raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
+    columns = [list(map(operator.itemgetter(name), rows)) for name in names]
+    for i, pg_type in enumerate(types):
+        if pg_type == "timestamptz":
+            for moment in columns[i]:
+                if moment is not None and (not isinstance(moment, dt.datetime) or moment.tzinfo is None):
+                    raise ValueError(f"{table.name}.{names[i]}: naive or non-datetime value; every timestamp in the store is timezone-aware")
+        elif pg_type == "json":
+            columns[i] = _json_texts(columns[i])
+            types[i] = "bytea"  # the JSON text's bytes as they are: the binary format of json is its text
     if ids is not None:
         names.insert(0, "id")
         types.insert(0, _copy_type(table.c.id))
-        values = [(rid, *value) for rid, value in zip(ids, values)]
-    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", types, values
+        columns.insert(0, ids)
+    return f"COPY {table.name} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)", types, list(zip(*columns))
+
+
+def _json_texts(values: list[Any]) -> list[bytes | None]:
+    """Each value as JSON text (UTF-8), None as SQL NULL: ``orjson.dumps`` over the whole column,
+    and ``repo.json_bytes`` value by value where orjson refuses one (e.g. an integer beyond 64
+    bits), which raises TypeError for a value JSON cannot hold."""
+    if None not in values:
+        try:
+            return list(map(orjson.dumps, values))
+        except (TypeError, orjson.JSONEncodeError):
+            pass
+    return [None if value is None else repo.json_bytes(value) for value in values]
 
 
 def _run(driver: Any, plans: list[_Plan]) -> tuple[BaseException, str, Any] | None:
@@ -239,7 +255,6 @@ def _run(driver: Any, plans: list[_Plan]) -> tuple[BaseException, str, Any] | No
     cursor) instead of raising, so a helper thread can hand it back."""
     for statement, types, values in plans:
         cursor = driver.cursor()
-        set_json_dumps(repo.json_bytes, cursor)
         try:
             with cursor.copy(statement) as copy:
                 copy.set_types(types)

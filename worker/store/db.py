@@ -13,21 +13,25 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from worker.store.repo import json_text
+
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
 
 def make_engine(url: str, *, echo: bool = False, idle_in_transaction_s: float = 30.0, lock_timeout_s: float = 20.0,
                 statement_timeout_s: float = 60.0) -> Engine:
     """An engine for ``url``; creates the parent directory of a SQLite file. The timeouts apply to
-    PostgreSQL sessions (see below)."""
+    PostgreSQL sessions (see below). JSON columns are written by ``repo.json_text`` on both
+    databases, as the batch paths write them: orjson (tuples, datetimes, dataclasses, and
+    ``orjson.Fragment``, JSON text stored as it is), json.dumps where orjson refuses a value."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_engine(url, echo=echo, json_serializer=json_text, connect_args={"timeout": 30})
         _sqlite_pragmas(engine)
         return engine
-    engine = create_engine(url, echo=echo, pool_pre_ping=True, connect_args=dict(
+    engine = create_engine(url, echo=echo, pool_pre_ping=True, json_serializer=json_text, connect_args=dict(
         connect_timeout=5,
         # notice a dead server or a broken network path within ~25 s instead of hours
         keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
