@@ -225,3 +225,12 @@ def test_orjson_writes_an_evaluation_as_its_as_dict():
         stored = orjson.loads(orjson.dumps(e))
         assert stored == e.as_dict() and set(stored) == set(e.as_dict()), doc
         assert type(stored["recorded_at"]) is str and dt.datetime.fromisoformat(stored["recorded_at"]) == e.recorded_at
+
+
+def test_orjson_writes_a_transition_as_its_as_dict():
+    """transitions.detail is ``orjson.dumps(transition)``: the same object as ``as_dict()``."""
+    import orjson
+
+    before, after = ev(), ev(vitals={"temperature_c": 38.5, "systolic_bp": 85}, neuro={"ice_score": 8})
+    for t in (compare(None, before), compare(before, after)):
+        assert orjson.loads(orjson.dumps(t)) == t.as_dict() and list(orjson.loads(orjson.dumps(t))) == list(t.as_dict())

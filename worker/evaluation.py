@@ -207,6 +207,8 @@ class Transition:
     urgency: str
 
     def as_dict(self) -> dict[str, Any]:
+        """transitions.detail. ``orjson.dumps`` of the Transition writes the same object (the
+        pipeline stores it so, without this dict)."""
         return {
             "kinds": list(self.kinds),
             "previous_crs_grade": self.previous_crs_grade,

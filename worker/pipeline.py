@@ -321,8 +321,7 @@ class _Batch:
         Python first), the batch goes through the per-entry path (``_store_or_refuse``: one
         SAVEPOINT per entry, so only the refused entry is rejected). Correctness never depends on
         the fast path: both produce the same rows, counts, audit entries and ``stored`` list."""
-        evaluated = _repeats_last(sorted(evaluated, key=lambda e: (e.accepted.checkin.patient_id, self.effective(e.accepted.checkin),
-                                                                   _sid_key(e.entry.stream_id))))
+        evaluated = _repeats_last(sorted(evaluated, key=_order_key(self.now)))
         pids = {e.accepted.checkin.patient_id for e in evaluated}
         repo.lock_patients(self.session, pids)
         latest = repo.latest_states(self.session, pids)
@@ -435,7 +434,7 @@ class _Batch:
             if transition is not None:
                 transitions.append({"evaluation_id": eval_ids[ev.checkin_id], "previous_evaluation_id": previous_id,
                                     "patient_id": ev.patient_id, "checkin_id": ev.checkin_id, "kinds": transition.kinds,
-                                    "urgency": ev.urgency.value, "detail": transition.as_dict(), "created_at": now})
+                                    "urgency": ev.urgency.value, "detail": transition, "created_at": now})
                 if debug:  # one line per transition only at DEBUG; drain_done counts them at INFO
                     emit.append((logging.DEBUG, "patient_transition", _transition_fields(ev, transition)))
         report.evaluated += len(new)
@@ -511,7 +510,7 @@ class _Batch:
                 TransitionRow.__table__.insert(),
                 dict(evaluation_id=eval_id, previous_evaluation_id=previous.evaluation_id if previous else None,
                      patient_id=ev.patient_id, checkin_id=ev.checkin_id, kinds=list(transition.kinds),
-                     urgency=ev.urgency.value, detail=transition.as_dict(), created_at=self.now),
+                     urgency=ev.urgency.value, detail=transition, created_at=self.now),
             )
             self.report.transitions += 1
             log.debug("patient_transition", **_transition_fields(ev, transition))
@@ -589,6 +588,17 @@ def _clean(text: str) -> str:
     if "\x00" in text or any("\ud800" <= ch <= "\udfff" for ch in text):
         text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
     return text
+
+
+def _order_key(now: dt.datetime) -> Callable[[Evaluated], tuple]:
+    """A batch's sort key: patient, effective_at (recorded_at capped at ``now``), stream order.
+    One call per check-in (no method or helper calls inside)."""
+    def key(e: Evaluated) -> tuple:
+        checkin = e.accepted.checkin
+        recorded_at = checkin.recorded_at
+        ms, _, seq = e.entry.stream_id.partition("-")
+        return checkin.patient_id, recorded_at if recorded_at <= now else now, int(ms), int(seq or 0)
+    return key
 
 
 def _sid_key(stream_id: str) -> tuple[int, int]:

@@ -141,7 +141,10 @@ def json_bytes(data: Any) -> bytes:
     float becomes null (json.dumps writes a token PostgreSQL refuses). The rows written through here
     (pipeline batches, alert batches) hold none: their numbers come from validated check-ins,
     whose numbers are finite, and from counters. The COPY path hands these bytes to the driver as
-    they are."""
+    they are. Also written as orjson writes them: tuples (arrays), dataclasses (the object of their
+    fields: the pipeline stores an Evaluation so) and ``orjson.Fragment`` (JSON text written as it
+    is: a check-in's own text). Every engine writes JSON columns through ``json_text``
+    (``db.make_engine``)."""
     try:
         return orjson.dumps(data)
     except (TypeError, orjson.JSONEncodeError):
