@@ -95,7 +95,8 @@ class CheckinRow(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(TZ)
     received_at: Mapped[dt.datetime] = mapped_column(TZ)
     stream_id: Mapped[str] = mapped_column(String(64), index=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)  # the validated check-in (may hold a note: PHI)
+    # the validated check-in, as the producer wrote its JSON text where that is safe (pipeline._document); may hold a note: PHI
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class EvaluationRow(Base):
@@ -122,7 +123,7 @@ class EvaluationRow(Base):
     news2: Mapped[int | None] = mapped_column(Integer)
     urgency: Mapped[str] = mapped_column(String(16))
     out_of_order: Mapped[bool] = mapped_column(Boolean, default=False)
-    result: Mapped[dict[str, Any]] = mapped_column(JSON)  # Evaluation.as_dict()
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)  # Evaluation.as_dict() (written by orjson from the Evaluation)
 
 
 class TransitionRow(Base):
