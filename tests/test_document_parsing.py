@@ -84,3 +84,15 @@ def test_generated_documents_read_identically(doc: dict, compact: bool) -> None:
     got = _decode(text)
     if isinstance(got, Accepted):
         assert _same(got.document, json.loads(text))
+
+
+def test_the_stored_payload_is_the_text_or_the_data_whatever_was_asked_before() -> None:
+    import orjson
+
+    text = json.dumps(FULL)
+    short = _decode(text)
+    assert short.verbatim and orjson.dumps(short.payload()) == text.encode()
+    assert short.document == json.loads(text)  # parsed on demand ...
+    assert short.verbatim and orjson.dumps(short.payload()) == text.encode()  # ... the text is still what is stored
+    hidden = _decode(text[:-1] + ', "note": NaN, "note": "x"}')
+    assert not hidden.verbatim and hidden.payload() == json.loads(text[:-1] + ', "note": "x"}')

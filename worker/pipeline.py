@@ -127,7 +127,13 @@ class Accepted:
     # The text holds a \u escape of NUL or of a surrogate (the only way such a character gets into a
     # valid JSON document): a value some database refuses, so the entry is stored the careful way.
     suspect: bool = False
-    parsed: dict | None = None  # the document, once something needed it as data (see ``payload``)
+    # The document where it must be stored as data (see ``_document``); None: the text itself is
+    # stored, and the document is parsed only if something asks for it.
+    parsed: dict | None = None
+    verbatim: bool = False
+
+    def __post_init__(self) -> None:
+        self.verbatim = self.parsed is None
 
     @property
     def document(self) -> dict:
@@ -138,8 +144,9 @@ class Accepted:
 
     def payload(self) -> Any:
         """The value stored in ``checkins.payload``: the producer's JSON text itself where it is
-        strict JSON that every reader takes as it is (see ``_document``), else the parsed document."""
-        return orjson.Fragment(self.raw) if self.parsed is None else self.parsed
+        strict JSON that every reader takes as it is (see ``_document``), else the parsed document
+        (whether or not ``document`` was asked for meanwhile)."""
+        return orjson.Fragment(self.raw) if self.verbatim else self.parsed
 
 
 def decode(entry: Entry) -> Accepted | Refusal:

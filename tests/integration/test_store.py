@@ -96,6 +96,55 @@ def test_0004_keeps_the_rows_and_one_evaluation_per_checkin(db_url):
         eng.dispose()
 
 
+def test_0005_replaces_the_latest_state_index_and_goes_back(db_url):
+    """0005 swaps ix_evaluations_patient_effective for (patient_id, effective_at, id); its
+    downgrade restores the old index."""
+    from alembic import command
+
+    from worker.store.db import alembic_config
+
+    eng = make_engine(db_url)
+    try:
+        def indexes() -> dict[str, list[str]]:
+            return {i["name"]: i["column_names"] for i in inspect(eng).get_indexes("evaluations")}
+
+        upgrade(eng, "0004")
+        assert indexes()["ix_evaluations_patient_effective"] == ["patient_id", "effective_at"]
+        upgrade(eng, "0005")
+        got = indexes()
+        assert got["ix_evaluations_patient_latest"] == ["patient_id", "effective_at", "id"]
+        assert "ix_evaluations_patient_effective" not in got
+        command.downgrade(alembic_config(eng), "0004")
+        got = indexes()
+        assert "ix_evaluations_patient_latest" not in got and "ix_evaluations_patient_effective" in got
+    finally:
+        eng.dispose()
+
+
+def test_the_latest_state_is_one_index_entry_per_patient_even_with_ties(pg_url):
+    """Many evaluations of a patient at the same effective_at (future-dated check-ins are
+    evaluated at their batch's time): PostgreSQL reads one index entry per patient, no sort."""
+    from sqlalchemy import text
+
+    eng = make_engine(pg_url)
+    try:
+        upgrade(eng)
+        with session_factory(eng).begin() as s:
+            for n in range(40):
+                _store_evaluation(s, "P-TIE", n, NOW, [], "none")
+            last = _store_evaluation(s, "P-TIE", 40, NOW, [], "urgent")
+        with eng.begin() as c:
+            c.execute(text("ANALYZE evaluations"))
+            c.execute(text("SET LOCAL enable_seqscan = off"))  # a tiny table: ask for the index path it has
+            plan = "\n".join(r[0] for r in c.execute(text("EXPLAIN (ANALYZE) " + repo._LATEST["postgresql"].text),
+                                                      {"pids": repo.id_list(["P-TIE"])}))
+        assert "ix_evaluations_patient_latest" in plan and "Sort" not in plan, plan
+        with session_factory(eng)() as s:
+            assert repo.latest_states(s, ["P-TIE"])["P-TIE"].evaluation_id == last
+    finally:
+        eng.dispose()
+
+
 def _store_evaluation(s, pid: str, n: int, effective_at: dt.datetime, flags: list[str], urgency: str) -> int:
     from worker.store.models import CheckinRow, EvaluationRow
 

@@ -105,7 +105,7 @@ class EvaluationRow(Base):
     and no transition was derived from it."""
 
     __tablename__ = "evaluations"
-    __table_args__ = (Index("ix_evaluations_patient_effective", "patient_id", "effective_at"),)
+    __table_args__ = (Index("ix_evaluations_patient_latest", "patient_id", "effective_at", "id"),)  # repo.latest_states
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     checkin_row_id: Mapped[int] = mapped_column(ForeignKey("checkins.id"), unique=True)  # one evaluation per check-in
     checkin_id: Mapped[str] = mapped_column(String(128))  # the check-in's (unique there); not indexed: looked up by nothing

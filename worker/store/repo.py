@@ -283,7 +283,7 @@ class PatientState:
 
 
 _STATE_COLUMNS = ("id", "patient_id", "effective_at", "crs_grade", "icans_grade", "icans_floor", "red_flags", "urgency")
-# One index probe per patient (ix_evaluations_patient_effective), never the whole history. On
+# One index probe per patient (ix_evaluations_patient_latest), never the whole history. On
 # PostgreSQL the rows come back as ONE JSON text (see _CONTEXTS); a timestamp in it is ISO 8601
 # with its offset and every microsecond, read back exactly.
 _LATEST_PG = ("SELECT CAST(json_agg(json_build_array({ecols})) AS text) FROM json_array_elements_text(CAST(:pids AS json)) "
