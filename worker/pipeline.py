@@ -128,25 +128,18 @@ class Accepted:
     # valid JSON document): a value some database refuses, so the entry is stored the careful way.
     suspect: bool = False
     # The document where it must be stored as data (see ``_document``); None: the text itself is
-    # stored, and the document is parsed only if something asks for it.
+    # stored, and the document is parsed only where something asks for it (a duplicate's check).
     parsed: dict | None = None
-    verbatim: bool = False
-
-    def __post_init__(self) -> None:
-        self.verbatim = self.parsed is None
 
     @property
     def document(self) -> dict:
         """The producer's JSON object as received (validated), every value kept."""
-        if self.parsed is None:
-            self.parsed = orjson.loads(self.raw)
-        return self.parsed
+        return self.parsed if self.parsed is not None else orjson.loads(self.raw)
 
     def payload(self) -> Any:
         """The value stored in ``checkins.payload``: the producer's JSON text itself where it is
-        strict JSON that every reader takes as it is (see ``_document``), else the parsed document
-        (whether or not ``document`` was asked for meanwhile)."""
-        return orjson.Fragment(self.raw) if self.verbatim else self.parsed
+        strict JSON that every reader takes as it is (see ``_document``), else the parsed document."""
+        return orjson.Fragment(self.raw) if self.parsed is None else self.parsed
 
 
 def decode(entry: Entry) -> Accepted | Refusal:
