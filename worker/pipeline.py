@@ -403,9 +403,9 @@ class _Batch:
             if cid not in row_ids or first[cid] != i:
                 known.append(i)
                 continue
-            pid, recorded_at = checkin.patient_id, checkin.recorded_at
+            pid = checkin.patient_id
             previous = state.get(pid)
-            effective_at = recorded_at if recorded_at <= now else now
+            effective_at = min(checkin.recorded_at, now)  # as ``effective``
             out_of_order = previous is not None and effective_at < previous[1]
             transition = None
             if not out_of_order:
@@ -591,13 +591,11 @@ def _clean(text: str) -> str:
 
 
 def _order_key(now: dt.datetime) -> Callable[[Evaluated], tuple]:
-    """A batch's sort key: patient, effective_at (recorded_at capped at ``now``), stream order.
-    One call per check-in (no method or helper calls inside)."""
+    """A batch's sort key: patient, effective_at (recorded_at capped at ``now``, as ``effective``),
+    stream order."""
     def key(e: Evaluated) -> tuple:
         checkin = e.accepted.checkin
-        recorded_at = checkin.recorded_at
-        ms, _, seq = e.entry.stream_id.partition("-")
-        return checkin.patient_id, recorded_at if recorded_at <= now else now, int(ms), int(seq or 0)
+        return checkin.patient_id, min(checkin.recorded_at, now), _sid_key(e.entry.stream_id)
     return key
 
 
